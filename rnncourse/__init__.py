@@ -1,0 +1,19 @@
+"""Helpers shared by the course's pages, assignments and tests.
+
+Importing this package before TensorFlow keeps TensorFlow's start-up log lines
+(absl, oneDNN, CPU-feature notices) off stderr, so they never reach a rendered
+page or a grade cell. Teaching code is *not* here: every equation is written in
+the page that teaches it.
+"""
+
+import os
+
+# Must happen before the first ``import tensorflow`` anywhere in the process.
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+
+from rnncourse.data import adding_problem, first_symbol  # noqa: E402
+from rnncourse.seeding import seed_everything  # noqa: E402
+
+__all__ = ["adding_problem", "first_symbol", "seed_everything"]
+__version__ = "0.1.0"

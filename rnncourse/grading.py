@@ -1,0 +1,189 @@
+"""Checks used by the assignments' grade cells.
+
+Every check raises ``AssertionError`` with a message in the student's terms: which
+array is wrong, how (shape, dtype, NaN, values), and, where the wrong value matches
+a known mistake, which mistake it looks like. References come from Keras layers
+(see :func:`keras_rnn`), never from a NumPy copy of the solution.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+#: Tolerances for comparing with a float32 Keras layer (shared/KERAS_RNN.md, measured).
+FLOAT32_TOL = {"atol": 1e-5, "rtol": 1e-5}
+#: Tolerances for comparing with a float64 Keras layer: tight enough to catch subtle slips.
+FLOAT64_TOL = {"atol": 1e-8, "rtol": 1e-8}
+
+_FORBIDDEN_PREFIXES = ("tensorflow", "keras", "tf_keras", "torch", "jax")
+
+
+def _describe_shape(shape: tuple[int, ...], names: str | None) -> str:
+    return f"{tuple(shape)}" + (f" ({names})" if names else "")
+
+
+def check_array(
+    name: str,
+    got: Any,
+    want: np.ndarray,
+    *,
+    atol: float,
+    rtol: float,
+    shape_names: str | None = None,
+    suspects: Mapping[str, np.ndarray] | None = None,
+    time_axis: int | None = None,
+    hint: str = "",
+) -> None:
+    """Assert that ``got`` equals ``want`` within tolerance, explaining any difference.
+
+    ``suspects`` maps a description of a known mistake to the array that mistake
+    produces; when ``got`` matches one of them the message names the mistake.
+    ``time_axis``, when given, lets the message say at which time step the values
+    first go wrong.
+    """
+    want = np.asarray(want)
+    if got is None:
+        raise AssertionError(f"`{name}` is None: did the function forget to `return` it?")
+    if not isinstance(got, (np.ndarray, np.generic, float, int, list, tuple)):
+        raise AssertionError(
+            f"`{name}` should be a NumPy array but is a {type(got).__module__}."
+            f"{type(got).__qualname__}"
+        )
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError) as error:
+        raise AssertionError(f"`{name}` cannot be read as an array of numbers: {error}") from None
+    if got.shape != want.shape:
+        raise AssertionError(
+            f"`{name}` has shape {tuple(got.shape)}; expected "
+            f"{_describe_shape(want.shape, shape_names)}."
+        )
+    if not np.all(np.isfinite(got)):
+        raise AssertionError(f"`{name}` contains NaN or infinite values.")
+    if np.allclose(got, want, atol=atol, rtol=rtol):
+        return
+    for mistake, wrong in (suspects or {}).items():
+        wrong = np.asarray(wrong)
+        if wrong.shape == got.shape and np.allclose(got, wrong, atol=atol, rtol=rtol):
+            raise AssertionError(f"`{name}` is wrong: it looks like {mistake}.")
+    error = np.abs(got - want)
+    where = ""
+    if time_axis is not None and got.ndim > time_axis:
+        bad = np.moveaxis(error > atol + rtol * np.abs(want), time_axis, 0)
+        first = int(np.argmax(bad.reshape(bad.shape[0], -1).any(axis=1)))
+        where = f" Values first differ at time step t={first}."
+    raise AssertionError(
+        f"`{name}` has the right shape but wrong values (largest difference "
+        f"{error.max():.3g}).{where}" + (f" {hint}" if hint else "")
+    )
+
+
+class _CallWatcher:
+    """Record calls into forbidden modules while a function runs (``sys.setprofile``)."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def __call__(self, frame, event, arg):  # noqa: ANN001 (profile hook signature)
+        if event == "call":
+            module = frame.f_globals.get("__name__", "") or ""
+        elif event == "c_call":
+            module = getattr(arg, "__module__", "") or ""
+        else:
+            return
+        if module.startswith(_FORBIDDEN_PREFIXES) and len(self.seen) < 5:
+            self.seen.append(module)
+
+
+def call_student(
+    function: Callable[..., Any],
+    *args: Any,
+    numpy_only: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Call a student's function and check how it behaved, not just what it returned.
+
+    * the arrays passed in are not modified (each argument is compared with a copy);
+    * with ``numpy_only``, no TensorFlow/Keras (or other framework) code runs inside it.
+    """
+    name = getattr(function, "__name__", "the function")
+    before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args]
+    before_kw = {k: np.array(v, copy=True) for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+    watcher = _CallWatcher()
+    previous = sys.getprofile()
+    if numpy_only:
+        sys.setprofile(watcher)
+    try:
+        result = function(*args, **kwargs)
+    finally:
+        if numpy_only:
+            sys.setprofile(previous)
+    if watcher.seen:
+        raise AssertionError(
+            f"`{name}` calls {watcher.seen[0].split('.')[0]} ({watcher.seen[0]}): this "
+            "exercise asks for NumPy only, written from scratch."
+        )
+    for position, (arg, copy) in enumerate(zip(args, before)):
+        if copy is not None and not np.array_equal(arg, copy, equal_nan=True):
+            raise AssertionError(
+                f"`{name}` modified its argument number {position + 1} in place; "
+                "work on new arrays instead (e.g. `a = a + b`, not `a += b`)."
+            )
+    for key, copy in before_kw.items():
+        if not np.array_equal(kwargs[key], copy, equal_nan=True):
+            raise AssertionError(f"`{name}` modified its argument `{key}` in place.")
+    return result
+
+
+def random_rnn_problem(
+    B: int, T: int, D: int, H: int, *, gates: int = 1, seed: int = 0, scale: float = 0.5,
+    bias_shape: tuple[int, ...] | None = None, dtype=np.float64,
+) -> dict[str, np.ndarray]:
+    """Random inputs and Keras-layout weights for a recurrent layer with ``gates`` blocks.
+
+    Returns ``x`` (B, T, D), ``K`` (D, gates·H), ``U`` (H, gates·H), ``b`` and ``h0`` (B, H).
+    The bias is random (not Keras's zeros) so a forgotten bias shows.
+    """
+    rng = np.random.default_rng(seed)
+    k = gates * H
+    return {
+        "x": rng.normal(size=(B, T, D)).astype(dtype),
+        "K": (scale * rng.normal(size=(D, k))).astype(dtype),
+        "U": (scale * rng.normal(size=(H, k))).astype(dtype),
+        "b": (scale * rng.normal(size=bias_shape or (k,))).astype(dtype),
+        "h0": (0.5 * rng.normal(size=(B, H))).astype(dtype),
+    }
+
+
+def keras_rnn(
+    kind: str,
+    x: np.ndarray,
+    weights: list[np.ndarray],
+    initial_state: list[np.ndarray] | None = None,
+    *,
+    dtype: str = "float64",
+    **layer_kwargs: Any,
+) -> list[np.ndarray]:
+    """Run ``keras.layers.<kind>`` with the given weights; return ``[outputs, *final_states]``.
+
+    ``outputs`` is the whole sequence (B, T, H) (``return_sequences=True``).
+    """
+    import keras
+
+    layer_class = getattr(keras.layers, kind)
+    H = np.asarray(weights[1]).shape[0]
+    layer = layer_class(
+        H, return_sequences=True, return_state=True, dtype=dtype, **layer_kwargs
+    )
+    layer.build((None, None, np.asarray(x).shape[-1]))
+    layer.set_weights([np.asarray(w, dtype=dtype) for w in weights])
+    inputs = np.asarray(x, dtype=dtype)
+    if initial_state is None:
+        results = layer(inputs)
+    else:
+        results = layer(inputs, initial_state=[np.asarray(s, dtype=dtype) for s in initial_state])
+    return [np.asarray(r) for r in results]
