@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 
 from nbgrader.preprocessors import NbGraderPreprocessor
@@ -28,6 +29,7 @@ _TF_LOG_LINE = re.compile(
     re.VERBOSE,
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def strip_tensorflow_log_lines(text: str) -> str:
@@ -58,21 +60,32 @@ class DropTensorFlowLogs(NbGraderPreprocessor):
 
 
 class HideTestTracebacks(NbGraderPreprocessor):
-    """Cut the grade cell's own frames (its hidden tests) out of feedback tracebacks."""
+    """Cut the test code (the grade cell's own frames, the course's checks) out of tracebacks.
+
+    What stays: the header, the frames of the student's own cells and of libraries
+    their code called, and the final ``Error: message`` line.
+    """
+
+    note = "(the test's own code is not shown)"
+
+    def _is_test_frame(self, frame: str, own_cell: str) -> bool:
+        first_line = _ANSI.sub("", frame).lstrip().split("\n", 1)[0]
+        return first_line.startswith(f"Cell {own_cell},") or (
+            first_line.startswith("File ") and f"{_PACKAGE_DIR}" in first_line
+        )
 
     def preprocess_cell(self, cell, resources, cell_index):
         if cell.cell_type != "code" or not _is_grade_cell(cell):
             return cell, resources
-        own = f"In[{cell.get('execution_count')}]"
+        own_cell = f"In[{cell.get('execution_count')}]"
         for output in cell.get("outputs", []):
             if output.get("output_type") != "error":
                 continue
             frames = []
             for frame in output.get("traceback", []):
-                plain = _ANSI.sub("", frame)
-                if own in plain.split("\n", 2)[0] or "Cell " + own in plain:
-                    frames.append("(the test's own code is not shown)")
-                else:
+                if not self._is_test_frame(frame, own_cell):
                     frames.append(frame)
+                elif not frames or frames[-1] != self.note:
+                    frames.append(self.note)
             output.traceback = frames
         return cell, resources

@@ -1,0 +1,140 @@
+"""The grading pipeline, end to end, with the real nbgrader commands.
+
+For every assignment in ``solutions/``: a throw-away course directory gets the
+course's ``nbgrader_config.py`` and the instructor source; ``generate_assignment``
+makes the student release; the submissions of ``tests/submissions.py`` (the
+solution, the untouched release, realistic wrong answers) are autograded in one
+run; scores are read back from the gradebook, per grade cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import re
+
+import pytest
+
+from rnncourse import course
+from submissions import EXPECTED, MESSAGES, fill_in
+
+pytestmark = pytest.mark.slow
+
+ASSIGNMENTS = sorted(EXPECTED)
+
+
+def test_every_assignment_has_grading_scenarios():
+    assert course.assignments() == ASSIGNMENTS, (
+        "each assignment in solutions/ needs its wrong answers in tests/submissions.py"
+    )
+
+
+class Graded:
+    """One assignment graded for a class of test submissions."""
+
+    def __init__(self, root, assignment, students):
+        self.root, self.assignment, self.students = root, assignment, students
+        self.max = course.max_scores(root, assignment)
+
+    def scores(self, scenario: str) -> dict[str, float]:
+        return course.scores(self.root, self.assignment, self.students[scenario])
+
+
+@pytest.fixture(scope="module")
+def graded(request, tmp_path_factory) -> Graded:
+    assignment = request.param
+    root = course.new_course(tmp_path_factory.mktemp(assignment) / "course", [assignment])
+    release = course.read_notebook(course.generate(root, assignment))
+    source = course.read_notebook(root / "solutions" / assignment / f"{assignment}.ipynb")
+    students = {"blank release": "blank"}
+    course.submit(root, assignment, "blank", release)
+    for number, (scenario, (edits, _)) in enumerate(EXPECTED[assignment].items()):
+        students[scenario] = f"student{number:02d}"
+        course.submit(root, assignment, students[scenario], fill_in(release, source, edits))
+    course.autograde(root, assignment)
+    return Graded(root, assignment, students)
+
+
+per_assignment = pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
+
+
+@per_assignment
+def test_solution_scores_full_marks(graded):
+    assert graded.scores("correct") == graded.max
+    assert sum(graded.max.values()) > 0
+
+
+@per_assignment
+def test_blank_release_scores_zero(graded):
+    scores = graded.scores("blank release")
+    assert set(scores) == set(graded.max)
+    assert sum(scores.values()) == 0, scores
+
+
+def scenarios():
+    return [(a, s) for a in ASSIGNMENTS for s in EXPECTED[a] if s != "correct"]
+
+
+@pytest.mark.parametrize(
+    "graded, scenario", scenarios(), indirect=["graded"], ids=[f"{a}: {s}" for a, s in scenarios()]
+)
+def test_each_answer_loses_exactly_the_right_grade_cells(graded, scenario):
+    assignment = graded.assignment
+    _, expected_lost = EXPECTED[assignment][scenario]
+    scores = graded.scores(scenario)
+    lost = {cell for cell, points in scores.items() if points < graded.max[cell]}
+    assert lost == expected_lost, f"{scenario}: scores {scores}"
+    for cell in expected_lost:
+        assert scores[cell] == 0, f"{scenario}: {cell} should score 0, scored {scores[cell]}"
+
+
+def _hidden_test_lines(source_notebook: dict, release_notebook: dict) -> list[str]:
+    """The lines of the hidden-test blocks that the student's release does not also hold."""
+    visible = "\n".join("".join(cell["source"]) for cell in release_notebook["cells"])
+    lines = []
+    for cell in source_notebook["cells"]:
+        text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", text, re.S):
+            lines += [line.strip() for line in block.splitlines()
+                      if len(line.strip()) > 25 and line.strip() not in visible]
+    return lines
+
+
+@per_assignment
+def test_feedback_teaches_and_shows_no_hidden_test_source(graded):
+    """Feedback names each mistake in the student's terms and quotes no hidden test."""
+    wrong = [s for s, (_, lost) in EXPECTED[graded.assignment].items() if lost]
+    students = [graded.students[s] for s in wrong]
+    for student in students:
+        course.nbgrader("generate_feedback", graded.assignment, "--force", "--student", student,
+                        root=graded.root)
+    source = course.read_notebook(
+        graded.root / "solutions" / graded.assignment / f"{graded.assignment}.ipynb")
+    release = course.read_notebook(
+        graded.root / "exercises" / graded.assignment / f"{graded.assignment}.ipynb")
+    hidden = _hidden_test_lines(source, release)
+    assert hidden, "the assignment has no hidden tests"
+    for student in students:
+        page = graded.root / "feedback" / student / graded.assignment / f"{graded.assignment}.html"
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        leaked = [line for line in hidden if line in text]
+        assert not leaked, f"feedback for {student} quotes hidden tests: {leaked[:3]}"
+        assert "AssertionError" in text, f"feedback for {student} shows no failure message"
+    for scenario, fragment in MESSAGES.get(graded.assignment, {}).items():
+        page = (graded.root / "feedback" / graded.students[scenario] / graded.assignment
+                / f"{graded.assignment}.html")
+        text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+        assert fragment in text, f"{scenario}: feedback does not say {fragment!r}"
+
+
+@per_assignment
+def test_export_writes_the_expected_scores(graded):
+    course.nbgrader("export", root=graded.root)
+    with open(graded.root / "grades.csv", newline="") as handle:
+        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
+    total = sum(graded.max.values())
+    for scenario, student in graded.students.items():
+        expected = sum(graded.scores(scenario).values())
+        assert rows[student] == pytest.approx(expected), scenario
+    assert rows[graded.students["correct"]] == pytest.approx(total)
+    assert rows["blank"] == 0
