@@ -7,7 +7,7 @@ BIN    := $(abspath $(VENV))/bin
 # nbgrader calls `alembic` from PATH when it creates a gradebook; jupyter-book and
 # nbgrader start kernels from this environment.
 export PATH := $(BIN):$(PATH)
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 
 .PHONY: book test test-fast exercises install clean

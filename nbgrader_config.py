@@ -10,7 +10,7 @@ import os
 # Keep TensorFlow's start-up log lines off stderr in every kernel nbgrader starts
 # (kernels inherit this process's environment). DropTensorFlowLogs below removes
 # whatever a student's code still makes TensorFlow print.
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402

@@ -25,7 +25,7 @@ def nbgrader(*args: str, root: Path, timeout: float = 1800) -> subprocess.Comple
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ)
     env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     env["TF_ENABLE_ONEDNN_OPTS"] = "0"
     result = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],

@@ -89,14 +89,20 @@ class _CallWatcher:
         self.seen: list[str] = []
 
     def __call__(self, frame, event, arg):  # noqa: ANN001 (profile hook signature)
-        if event == "call":
-            module = frame.f_globals.get("__name__", "") or ""
-        elif event == "c_call":
-            module = getattr(arg, "__module__", "") or ""
-        else:
-            return
-        if module.startswith(_FORBIDDEN_PREFIXES) and len(self.seen) < 5:
-            self.seen.append(module)
+        # A profile hook must never raise: an exception here would abort whatever
+        # the student's code was doing (even half-way through an import).
+        try:
+            if event == "call":
+                module = frame.f_globals.get("__name__")
+            elif event == "c_call":
+                module = getattr(arg, "__module__", None)
+            else:
+                return
+            if isinstance(module, str) and module.startswith(_FORBIDDEN_PREFIXES):
+                if len(self.seen) < 5:
+                    self.seen.append(module)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def call_student(

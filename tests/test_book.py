@@ -1,0 +1,84 @@
+"""The website: builds offline with warnings as errors, every page executed cleanly."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+HTML = REPO / "_build" / "html"
+TF_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
+            "rebuild TensorFlow", "WARNING:absl")
+
+pytestmark = pytest.mark.slow
+
+
+def toc_files() -> list[str]:
+    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+
+    def walk(entries):
+        for entry in entries:
+            if "file" in entry:
+                files.append(entry["file"])
+            walk(entry.get("sections", []))
+
+    for part in toc.get("parts", []):
+        walk(part.get("chapters", []))
+    return files
+
+
+def chapter_pages() -> list[str]:
+    """Pages that are notebooks (they run code), by their jupytext header."""
+    return [f for f in toc_files()
+            if (REPO / f"{f}.md").is_file() and "jupytext:" in (REPO / f"{f}.md").read_text()[:300]]
+
+
+@pytest.fixture(scope="module")
+def build():
+    """`jupyter-book build . -n -W --keep-going`, as `make book` runs it (cached pages reused)."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = subprocess.run(
+        [os.path.join(bin_dir, "jupyter-book"), "build", ".", "-n", "-W", "--keep-going"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+    )
+    return result
+
+
+def test_book_builds_with_warnings_as_errors(build):
+    log = build.stdout + build.stderr
+    problems = [line for line in log.splitlines() if re.search(r"WARNING|ERROR|Traceback", line)
+                and "IPKernelApp" not in line]
+    assert build.returncode == 0, "jupyter-book build failed:\n" + "\n".join(problems[-40:])
+    reports = HTML / "reports"
+    assert not reports.exists() or not any(reports.iterdir()), f"execution reports in {reports}"
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_every_page_in_the_toc_has_its_html(build, page):
+    assert (HTML / f"{page}.html").is_file(), f"{page} is in _toc.yml but has no HTML"
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_no_page_holds_an_error_a_stderr_block_or_tensorflow_noise(build, page):
+    text = (HTML / f"{page}.html").read_text(encoding="utf-8")
+    assert not re.search(r'class="[^"]*\boutput (stderr|traceback)\b', text), f"{page}: stderr/error output"
+    for noise in TF_NOISE:
+        assert noise not in text, f"{page}: TensorFlow log line ({noise})"
+
+
+@pytest.mark.parametrize("page", chapter_pages())
+def test_chapters_executed_with_figures_and_math(build, page):
+    text = (HTML / f"{page}.html").read_text(encoding="utf-8")
+    assert "cell_output" in text, f"{page}: no executed output"
+    assert re.search(r"<figcaption", text), f"{page}: no captioned figure"
+    assert re.search(r'<img[^>]+src="[^"]+\.png"', text), f"{page}: no plot image"
+    assert re.search(r'class="math', text), f"{page}: no math"
