@@ -9,9 +9,10 @@ the page that teaches it.
 import os
 
 # Must happen before the first ``import tensorflow`` anywhere in the process. Level 3,
-# not 2: on TensorFlow 2.21, ``model.fit`` with validation data logs an E-level line
-# (node_def_util.cc, "NodeDef mentions attribute use_unbounded_threadpool") that
-# level 2 lets through. Python exceptions are unaffected.
+# not 2: on TensorFlow 2.21 with op determinism on (``seed_everything``), ``model.fit``
+# with validation data logs an E-level line (node_def_util.cc, "NodeDef mentions
+# attribute use_unbounded_threadpool") that level 2 lets through. Python exceptions
+# are unaffected.
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
