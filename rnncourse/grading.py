@@ -105,6 +105,23 @@ class _CallWatcher:
             pass
 
 
+def _snapshot(value: Any) -> Any:
+    """A copy of the arrays in ``value`` (an array, or a list/tuple of arrays), else None."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, (list, tuple)):
+        return type(value)(_snapshot(v) for v in value)
+    return None
+
+
+def _unchanged(value: Any, copy: Any) -> bool:
+    if copy is None:
+        return True
+    if isinstance(copy, np.ndarray):
+        return isinstance(value, np.ndarray) and np.array_equal(value, copy, equal_nan=True)
+    return len(value) == len(copy) and all(_unchanged(v, c) for v, c in zip(value, copy))
+
+
 def call_student(
     function: Callable[..., Any],
     *args: Any,
@@ -117,8 +134,8 @@ def call_student(
     * with ``numpy_only``, no TensorFlow/Keras (or other framework) code runs inside it.
     """
     name = getattr(function, "__name__", "the function")
-    before = [np.array(a, copy=True) if isinstance(a, np.ndarray) else None for a in args]
-    before_kw = {k: np.array(v, copy=True) for k, v in kwargs.items() if isinstance(v, np.ndarray)}
+    before = [_snapshot(a) for a in args]
+    before_kw = {k: _snapshot(v) for k, v in kwargs.items()}
     watcher = _CallWatcher()
     previous = sys.getprofile()
     if numpy_only:
@@ -134,13 +151,13 @@ def call_student(
             "exercise asks for NumPy only, written from scratch."
         )
     for position, (arg, copy) in enumerate(zip(args, before)):
-        if copy is not None and not np.array_equal(arg, copy, equal_nan=True):
+        if not _unchanged(arg, copy):
             raise AssertionError(
                 f"`{name}` modified its argument number {position + 1} in place; "
                 "work on new arrays instead (e.g. `a = a + b`, not `a += b`)."
             )
     for key, copy in before_kw.items():
-        if not np.array_equal(kwargs[key], copy, equal_nan=True):
+        if not _unchanged(kwargs[key], copy):
             raise AssertionError(f"`{name}` modified its argument `{key}` in place.")
     return result
 
@@ -193,3 +210,80 @@ def keras_rnn(
     else:
         results = layer(inputs, initial_state=[np.asarray(s, dtype=dtype) for s in initial_state])
     return [np.asarray(r) for r in results]
+
+
+def check_gradients(
+    got: Mapping[str, Any],
+    want: Mapping[str, np.ndarray],
+    *,
+    atol: float,
+    rtol: float,
+    context: str = "",
+    shape_names: Mapping[str, str] | None = None,
+    hint: Callable[[set[str], Mapping[str, int | None]], str] | None = None,
+) -> None:
+    """Check several named gradients at once and say which are right and which are wrong.
+
+    ``hint(wrong, first_bad_step)`` may add advice from the pattern of wrong names
+    (e.g. ``{"dU"}`` alone); ``first_bad_step`` gives, for each wrong gradient with a
+    time axis (axis 1, like ``dx``), the first time step at which it is wrong, and
+    for the others ``None``.
+    """
+    failures: dict[str, str] = {}
+    first_bad: dict[str, int | None] = {}
+    for name, expected in want.items():
+        expected = np.asarray(expected)
+        try:
+            check_array(name, got.get(name), expected, atol=atol, rtol=rtol,
+                        shape_names=(shape_names or {}).get(name),
+                        time_axis=1 if expected.ndim == 3 else None)
+        except AssertionError as error:
+            failures[name] = str(error)
+            step = None
+            if expected.ndim == 3 and np.shape(got.get(name)) == expected.shape:
+                bad = np.abs(np.asarray(got[name], float) - expected) > atol + rtol * np.abs(expected)
+                step = int(np.argmax(bad.any(axis=(0, 2))))
+            first_bad[name] = step
+    if not failures:
+        return
+    right = [name for name in want if name not in failures]
+    message = (f"{context}: " if context else "") + " ".join(failures.values())
+    if right:
+        message += f" ({', '.join(right)} {'is' if len(right) == 1 else 'are'} right.)"
+    advice = hint(set(failures), first_bad) if hint else ""
+    raise AssertionError(message + (f" Hint: {advice}" if advice else ""))
+
+
+def keras_rnn_gradients(
+    kind: str,
+    x: np.ndarray,
+    weights: list[np.ndarray],
+    initial_state: list[np.ndarray],
+    dh: np.ndarray,
+    *,
+    dtype: str = "float64",
+    **layer_kwargs: Any,
+) -> dict[str, np.ndarray]:
+    """Gradients of ``sum(outputs * dh)`` for ``keras.layers.<kind>``, by ``tf.GradientTape``.
+
+    ``outputs`` is the whole sequence of hidden states (B, T, H), so ``dh`` is the
+    upstream gradient on every hidden state. Returns ``dx``, ``dK``, ``dU``, ``db``
+    and, per initial state, ``dh0`` (and ``dc0`` for an LSTM).
+    """
+    import keras
+    import tensorflow as tf
+
+    layer = getattr(keras.layers, kind)(np.asarray(weights[1]).shape[0], return_sequences=True,
+                                        dtype=dtype, **layer_kwargs)
+    layer.build((None, None, np.asarray(x).shape[-1]))
+    layer.set_weights([np.asarray(w, dtype=dtype) for w in weights])
+    x_var = tf.constant(np.asarray(x, dtype=dtype))
+    states = [tf.constant(np.asarray(s, dtype=dtype)) for s in initial_state]
+    with tf.GradientTape() as tape:
+        tape.watch([x_var, *states])
+        outputs = layer(x_var, initial_state=states)
+        loss = tf.reduce_sum(outputs * tf.constant(np.asarray(dh, dtype=dtype)))
+    kernel, recurrent, bias = layer.trainable_weights
+    grads = tape.gradient(loss, [x_var, kernel, recurrent, bias, *states])
+    names = ["dx", "dK", "dU", "db"] + ["dh0", "dc0"][: len(states)]
+    return {name: np.asarray(g) for name, g in zip(names, grads)}

@@ -61,6 +61,40 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
               "keras.ops.tanh(x_t @ K + h_prev @ U + b))")],
             RNN_FORWARD_ALL),
     },
+    "rnn_backward": {
+        "correct": ([], set()),
+        "step-to-step term forgotten": (
+            [("rnn_backward_answer", "rnn_step_backward(dh[:, t] + dh_next,", "rnn_step_backward(dh[:, t],")],
+            {"rnn_backward_parameter_grads", "rnn_backward_input_grads"}),
+        "gradients not accumulated across time": (
+            [("rnn_backward_answer", "dK += dK_t\n        dU += dU_t\n        db += db_t",
+              "dK = dK_t\n        dU = dU_t\n        db = db_t")],
+            {"rnn_backward_parameter_grads"}),
+        "tanh derivative wrong": (
+            [("rnn_step_backward_answer", "(1.0 - h_t ** 2)", "(1.0 - np.tanh(h_t) ** 2)")],
+            {"rnn_step_backward_correct", "rnn_backward_parameter_grads", "rnn_backward_input_grads"}),
+        "a transpose missing (da @ U)": (
+            [("rnn_step_backward_answer", "da @ U.T", "da @ U")],
+            {"rnn_step_backward_correct", "rnn_backward_parameter_grads", "rnn_backward_input_grads"}),
+        "iterating forward instead of backward": (
+            [("rnn_backward_answer", "for t in reversed(range(T)):", "for t in range(T):")],
+            {"rnn_backward_parameter_grads", "rnn_backward_input_grads"}),
+        "dU from h_t instead of h_prev": (
+            [("rnn_step_backward_answer", "h_prev.T @ da", "h_t.T @ da")],
+            {"rnn_step_backward_correct", "rnn_backward_parameter_grads"}),
+        "clipping per element when the norm is asked for": (
+            [("clip_answer", "return [g * scale for g in grads]",
+              "return [np.clip(g, -max_norm, max_norm) for g in grads]")],
+            {"clip_by_global_norm_correct"}),
+        "each array clipped by its own norm": (
+            [("clip_answer", "return [g * scale for g in grads]",
+              "return [g * min(1.0, max_norm / np.sqrt(np.sum(g ** 2))) for g in grads]")],
+            {"clip_by_global_norm_correct"}),
+        "clipping modifies the gradients in place": (
+            [("clip_answer", "return [g * scale for g in grads]",
+              "for g in grads:\n        g *= scale\n    return grads")],
+            {"clip_by_global_norm_correct"}),
+    },
 }
 
 #: What the feedback of some wrong answers must say (the student's terms, not "arrays differ").
@@ -74,6 +108,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "initial state ignored": "the initial state h0 was ignored",
         "only the last state returned": "expected (B, T, H)",
         "Keras called inside the from-scratch function": "this exercise asks for NumPy only",
+    },
+    "rnn_backward": {
+        "step-to-step term forgotten": "plus what comes back from step t+1",
+        "gradients not accumulated across time": "must be summed over all time steps",
+        "tanh derivative wrong": "check da = dh_t * tanh'(a_t)",
+        "a transpose missing (da @ U)": "only dh_prev is wrong",
+        "iterating forward instead of backward": "dx is already wrong at the last step",
+        "dU from h_t instead of h_prev": "the state *before* the step",
+        "clipping per element when the norm is asked for": "element-wise clipping (clip by value)",
+        "each array clipped by its own norm": "clipped by its own norm",
+        "clipping modifies the gradients in place": "modified its argument",
     },
 }
 

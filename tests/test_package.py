@@ -102,6 +102,13 @@ def test_call_student_catches_mutation_and_framework_calls():
 
     with pytest.raises(AssertionError, match="modified its argument number 1"):
         call_student(mutates, np.zeros(3))
+    def mutates_a_list_element(grads):
+        for g in grads:
+            g *= 2
+        return grads
+
+    with pytest.raises(AssertionError, match="modified its argument number 2"):
+        call_student(lambda a, grads: mutates_a_list_element(grads), np.zeros(2), [np.ones(2)])
     with pytest.raises(AssertionError, match="NumPy only"):
         call_student(uses_keras, np.zeros(3))
     assert call_student(uses_keras, np.zeros(3), numpy_only=False).shape == (3,)
