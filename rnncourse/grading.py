@@ -221,8 +221,12 @@ def check_gradients(
     context: str = "",
     shape_names: Mapping[str, str] | None = None,
     hint: Callable[[set[str], Mapping[str, int | None]], str] | None = None,
+    suspects: Mapping[str, Mapping[str, np.ndarray]] | None = None,
 ) -> None:
-    """Check several named gradients at once and say which are right and which are wrong.
+    """Check several named arrays at once and say which are right and which are wrong.
+
+    ``suspects`` maps a known mistake to the arrays (by name) it would produce; when
+    every returned array matches one of them, the message names that mistake.
 
     ``hint(wrong, first_bad_step)`` may add advice from the pattern of wrong names
     (e.g. ``{"dU"}`` alone); ``first_bad_step`` gives, for each wrong gradient with a
@@ -246,12 +250,29 @@ def check_gradients(
             first_bad[name] = step
     if not failures:
         return
+    for mistake, arrays in (suspects or {}).items():
+        if all(_matches(got.get(name), arrays[name], atol, rtol) for name in want):
+            raise AssertionError((f"{context}: " if context else "") +
+                                 f"{', '.join(want)} are wrong: it looks like {mistake}.")
     right = [name for name in want if name not in failures]
     message = (f"{context}: " if context else "") + " ".join(failures.values())
     if right:
         message += f" ({', '.join(right)} {'is' if len(right) == 1 else 'are'} right.)"
     advice = hint(set(failures), first_bad) if hint else ""
     raise AssertionError(message + (f" Hint: {advice}" if advice else ""))
+
+
+#: The same check, named for forward passes that return several arrays (h_t, c_t).
+check_outputs = check_gradients
+
+
+def _matches(got: Any, want: np.ndarray, atol: float, rtol: float) -> bool:
+    try:
+        got = np.asarray(got, dtype=float)
+    except (TypeError, ValueError):
+        return False
+    want = np.asarray(want)
+    return got.shape == want.shape and bool(np.allclose(got, want, atol=atol, rtol=rtol))
 
 
 def keras_rnn_gradients(

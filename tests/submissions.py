@@ -95,6 +95,39 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
               "for g in grads:\n        g *= scale\n    return grads")],
             {"clip_by_global_norm_correct"}),
     },
+    "lstm_forward": {
+        "correct": ([], set()),
+        "input and forget gates swapped": (
+            [("lstm_step_answer", "i = sigmoid(z[:, :H])\n    f = sigmoid(z[:, H:2 * H])",
+              "f = sigmoid(z[:, :H])\n    i = sigmoid(z[:, H:2 * H])")],
+            {"lstm_step_correct", "lstm_forward_matches_keras", "lstm_forward_initial_state"}),
+        "gates in the order i, f, o, g": (
+            [("lstm_step_answer", "g = np.tanh(z[:, 2 * H:3 * H])\n    o = sigmoid(z[:, 3 * H:])",
+              "g = np.tanh(z[:, 3 * H:])\n    o = sigmoid(z[:, 2 * H:3 * H])")],
+            {"lstm_step_correct", "lstm_forward_matches_keras", "lstm_forward_initial_state"}),
+        "tanh where sigmoid belongs": (
+            [("lstm_step_answer", "i = sigmoid(", "i = np.tanh("),
+             ("lstm_step_answer", "f = sigmoid(", "f = np.tanh("),
+             ("lstm_step_answer", "o = sigmoid(", "o = np.tanh(")],
+            {"lstm_step_correct", "lstm_forward_matches_keras", "lstm_forward_initial_state"}),
+        "output gate applied to c instead of tanh(c)": (
+            [("lstm_step_answer", "h_t = o * np.tanh(c_t)", "h_t = o * c_t")],
+            {"lstm_step_correct", "lstm_forward_matches_keras", "lstm_forward_initial_state"}),
+        "c updated with i * c_prev instead of f * c_prev": (
+            [("lstm_step_answer", "c_t = f * c_prev + i * g", "c_t = i * c_prev + i * g")],
+            {"lstm_step_correct", "lstm_forward_matches_keras", "lstm_forward_initial_state"}),
+        "cell state not carried": (
+            [("lstm_forward_answer", "h_t, c_t = lstm_step(x[:, t], h_t, c_t, K, U, b)",
+              "h_t, c_next = lstm_step(x[:, t], h_t, c_t, K, U, b)")],
+            {"lstm_forward_matches_keras", "lstm_forward_initial_state"}),
+        "initial cell state ignored": (
+            [("lstm_forward_answer", "c_t = np.zeros((B, H)) if c0 is None else c0",
+              "c_t = np.zeros((B, H))")],
+            {"lstm_forward_initial_state"}),
+        "parameter count without the bias": (
+            [("lstm_param_count_answer", "4 * H * (D + H + 1)", "4 * H * (D + H)")],
+            {"lstm_param_count_correct"}),
+    },
 }
 
 #: What the feedback of some wrong answers must say (the student's terms, not "arrays differ").
@@ -119,6 +152,16 @@ MESSAGES: dict[str, dict[str, str]] = {
         "clipping per element when the norm is asked for": "element-wise clipping (clip by value)",
         "each array clipped by its own norm": "clipped by its own norm",
         "clipping modifies the gradients in place": "modified its argument",
+    },
+    "lstm_forward": {
+        "input and forget gates swapped": "your forget gate uses the input gate's columns",
+        "gates in the order i, f, o, g": "the blocks read in the order i, f, o, g",
+        "tanh where sigmoid belongs": "tanh where the gates i, f, o need a sigmoid",
+        "output gate applied to c instead of tanh(c)": "the output is h_t = o * tanh(c_t)",
+        "c updated with i * c_prev instead of f * c_prev": "the forget gate scales the old cell state",
+        "cell state not carried": "carry both h and c from step to step",
+        "initial cell state ignored": "the initial cell state c0 was ignored",
+        "parameter count without the bias": "count K, U and b",
     },
 }
 
