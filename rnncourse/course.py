@@ -73,8 +73,36 @@ def submit(root: Path, assignment: str, student: str, notebook: dict) -> None:
     write_notebook(root / "submitted" / student / assignment / f"{assignment}.ipynb", notebook)
 
 
-def autograde(root: Path, assignment: str, *extra: str) -> subprocess.CompletedProcess:
-    return nbgrader("autograde", assignment, "--force", *extra, root=root)
+def submitted_students(root: Path, assignment: str) -> list[str]:
+    """The students with a submission of ``assignment`` in ``root/submitted``."""
+    folder = root / "submitted"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
+
+
+def autograde(root: Path, assignment: str, *extra: str,
+              workers: int = 1) -> list[subprocess.CompletedProcess]:
+    """``nbgrader autograde`` every submission of ``assignment``.
+
+    With ``workers`` > 1 the class is split into that many groups, each graded by its own
+    ``nbgrader autograde`` process (``student_id_exclude`` leaves out the other groups), all
+    at once; they share the gradebook that ``generate_assignment`` created.
+    """
+    students = submitted_students(root, assignment)
+    groups = [students[k::workers] for k in range(max(1, min(workers, len(students))))]
+    if len(groups) == 1:
+        return [nbgrader("autograde", assignment, "--force", *extra, root=root)]
+
+    def run(group: list[str]) -> subprocess.CompletedProcess:
+        others = ",".join(s for s in students if s not in group)
+        return nbgrader("autograde", assignment, "--force", *extra,
+                        f"--CourseDirectory.student_id_exclude={others}", root=root)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(len(groups)) as pool:
+        return list(pool.map(run, groups))
 
 
 def scores(root: Path, assignment: str, student: str) -> dict[str, float]:

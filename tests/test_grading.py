@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import html
+import os
 import re
 
 import pytest
@@ -40,10 +41,8 @@ class Graded:
         return course.scores(self.root, self.assignment, self.students[scenario])
 
 
-@pytest.fixture(scope="module")
-def graded(request, tmp_path_factory) -> Graded:
-    assignment = request.param
-    root = course.new_course(tmp_path_factory.mktemp(assignment) / "course", [assignment])
+def _grade_class(root, assignment) -> Graded:
+    """Generate the release, submit every scenario of the assignment, autograde them all."""
     release = course.read_notebook(course.generate(root, assignment))
     source = course.read_notebook(root / "solutions" / assignment / f"{assignment}.ipynb")
     students = {"blank release": "blank"}
@@ -51,11 +50,27 @@ def graded(request, tmp_path_factory) -> Graded:
     for number, (scenario, (edits, _)) in enumerate(EXPECTED[assignment].items()):
         students[scenario] = f"student{number:02d}"
         course.submit(root, assignment, students[scenario], fill_in(release, source, edits))
-    course.autograde(root, assignment)
+    course.autograde(root, assignment, workers=os.cpu_count() or 1)
     return Graded(root, assignment, students)
 
 
-per_assignment = pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
+@pytest.fixture(scope="session")
+def _graded_classes() -> dict[str, Graded]:
+    return {}
+
+
+@pytest.fixture
+def graded(request, _graded_classes, tmp_path_factory) -> Graded:
+    """The assignment's class, graded once per test session whatever order the tests run in.
+
+    (A module-scoped fixture parametrized indirectly would be set up again for every
+    scenario, because pytest tells parameters apart by position: a whole class each time.)
+    """
+    assignment = request.param
+    if assignment not in _graded_classes:
+        root = course.new_course(tmp_path_factory.mktemp(assignment) / "course", [assignment])
+        _graded_classes[assignment] = _grade_class(root, assignment)
+    return _graded_classes[assignment]
 
 
 @per_assignment
@@ -105,9 +120,7 @@ def test_feedback_teaches_and_shows_no_hidden_test_source(graded):
     """Feedback names each mistake in the student's terms and quotes no hidden test."""
     wrong = [s for s, (_, lost) in EXPECTED[graded.assignment].items() if lost]
     students = [graded.students[s] for s in wrong]
-    for student in students:
-        course.nbgrader("generate_feedback", graded.assignment, "--force", "--student", student,
-                        root=graded.root)
+    course.nbgrader("generate_feedback", graded.assignment, "--force", root=graded.root)
     source = course.read_notebook(
         graded.root / "solutions" / graded.assignment / f"{graded.assignment}.ipynb")
     release = course.read_notebook(
