@@ -85,7 +85,8 @@ def check_array(
 class _CallWatcher:
     """Record calls into forbidden modules while a function runs (``sys.setprofile``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefixes: tuple[str, ...] = _FORBIDDEN_PREFIXES) -> None:
+        self.prefixes = prefixes
         self.seen: list[str] = []
 
     def __call__(self, frame, event, arg):  # noqa: ANN001 (profile hook signature)
@@ -98,7 +99,7 @@ class _CallWatcher:
                 module = getattr(arg, "__module__", None)
             else:
                 return
-            if isinstance(module, str) and module.startswith(_FORBIDDEN_PREFIXES):
+            if isinstance(module, str) and module.startswith(self.prefixes):
                 if len(self.seen) < 5:
                     self.seen.append(module)
         except Exception:  # noqa: BLE001
@@ -126,29 +127,39 @@ def call_student(
     function: Callable[..., Any],
     *args: Any,
     numpy_only: bool = True,
+    forbidden: tuple[str, ...] = (),
     **kwargs: Any,
 ) -> Any:
     """Call a student's function and check how it behaved, not just what it returned.
 
     * the arrays passed in are not modified (each argument is compared with a copy);
-    * with ``numpy_only``, no TensorFlow/Keras (or other framework) code runs inside it.
+    * with ``numpy_only``, no TensorFlow/Keras (or other framework) code runs inside it;
+    * no code from a module whose name starts with one of ``forbidden`` runs inside it
+      (e.g. ``("keras.src.layers.rnn.lstm",)``: a "from scratch" cell may not borrow
+      Keras's own LSTM).
     """
     name = getattr(function, "__name__", "the function")
     before = [_snapshot(a) for a in args]
     before_kw = {k: _snapshot(v) for k, v in kwargs.items()}
-    watcher = _CallWatcher()
+    prefixes = (_FORBIDDEN_PREFIXES if numpy_only else ()) + tuple(forbidden)
+    watcher = _CallWatcher(prefixes)
     previous = sys.getprofile()
-    if numpy_only:
+    if prefixes:
         sys.setprofile(watcher)
     try:
         result = function(*args, **kwargs)
     finally:
-        if numpy_only:
+        if prefixes:
             sys.setprofile(previous)
     if watcher.seen:
+        if numpy_only:
+            raise AssertionError(
+                f"`{name}` calls {watcher.seen[0].split('.')[0]} ({watcher.seen[0]}): this "
+                "exercise asks for NumPy only, written from scratch."
+            )
         raise AssertionError(
-            f"`{name}` calls {watcher.seen[0].split('.')[0]} ({watcher.seen[0]}): this "
-            "exercise asks for NumPy only, written from scratch."
+            f"`{name}` uses {watcher.seen[0]}: this exercise asks you to write it from "
+            "scratch, not to call the library's own implementation."
         )
     for position, (arg, copy) in enumerate(zip(args, before)):
         if not _unchanged(arg, copy):
@@ -251,7 +262,7 @@ def check_gradients(
     if not failures:
         return
     for mistake, arrays in (suspects or {}).items():
-        if all(_matches(got.get(name), arrays[name], atol, rtol) for name in want):
+        if all(matches(got.get(name), arrays[name], atol, rtol) for name in want):
             raise AssertionError((f"{context}: " if context else "") +
                                  f"{', '.join(want)} are wrong: it looks like {mistake}.")
     right = [name for name in want if name not in failures]
@@ -266,7 +277,7 @@ def check_gradients(
 check_outputs = check_gradients
 
 
-def _matches(got: Any, want: np.ndarray, atol: float, rtol: float) -> bool:
+def matches(got: Any, want: np.ndarray, atol: float, rtol: float) -> bool:
     try:
         got = np.asarray(got, dtype=float)
     except (TypeError, ValueError):
@@ -282,28 +293,35 @@ def keras_rnn_gradients(
     initial_state: list[np.ndarray],
     dh: np.ndarray,
     *,
+    d_final_state: list[np.ndarray | None] | None = None,
     dtype: str = "float64",
     **layer_kwargs: Any,
 ) -> dict[str, np.ndarray]:
-    """Gradients of ``sum(outputs * dh)`` for ``keras.layers.<kind>``, by ``tf.GradientTape``.
+    """Gradients of ``sum(outputs * dh) + sum_k sum(final_state_k * d_final_state[k])``.
 
+    Computed by ``tf.GradientTape`` on ``keras.layers.<kind>`` with the given weights.
     ``outputs`` is the whole sequence of hidden states (B, T, H), so ``dh`` is the
-    upstream gradient on every hidden state. Returns ``dx``, ``dK``, ``dU``, ``db``
-    and, per initial state, ``dh0`` (and ``dc0`` for an LSTM).
+    upstream gradient on every hidden state; ``d_final_state`` optionally adds upstream
+    gradients on the final states (``[dh_T, dc_T]`` for an LSTM; ``None`` entries are
+    skipped). Returns ``dx``, ``dK``, ``dU``, ``db`` and, per initial state, ``dh0``
+    (and ``dc0`` for an LSTM).
     """
     import keras
     import tensorflow as tf
 
     layer = getattr(keras.layers, kind)(np.asarray(weights[1]).shape[0], return_sequences=True,
-                                        dtype=dtype, **layer_kwargs)
+                                        return_state=True, dtype=dtype, **layer_kwargs)
     layer.build((None, None, np.asarray(x).shape[-1]))
     layer.set_weights([np.asarray(w, dtype=dtype) for w in weights])
     x_var = tf.constant(np.asarray(x, dtype=dtype))
     states = [tf.constant(np.asarray(s, dtype=dtype)) for s in initial_state]
     with tf.GradientTape() as tape:
         tape.watch([x_var, *states])
-        outputs = layer(x_var, initial_state=states)
+        outputs, *final_states = layer(x_var, initial_state=states)
         loss = tf.reduce_sum(outputs * tf.constant(np.asarray(dh, dtype=dtype)))
+        for state, upstream in zip(final_states, d_final_state or []):
+            if upstream is not None:
+                loss += tf.reduce_sum(state * tf.constant(np.asarray(upstream, dtype=dtype)))
     kernel, recurrent, bias = layer.trainable_weights
     grads = tape.gradient(loss, [x_var, kernel, recurrent, bias, *states])
     names = ["dx", "dK", "dU", "db"] + ["dh0", "dc0"][: len(states)]

@@ -26,6 +26,11 @@ TF_LOG_ON = (
 RNN_FORWARD_ALL = {"rnn_step_correct", "rnn_forward_shapes", "rnn_forward_matches_keras",
                    "rnn_forward_initial_state"}
 
+LSTM_CELL_OUTPUTS = {"lstm_cell_matches_keras", "lstm_cell_gradients"}
+
+GRU_FORWARD = {"gru_step_reset_after", "gru_step_reset_before", "gru_forward_matches_keras",
+               "gru_forward_initial_state"}
+
 EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
     "rnn_forward": {
         "correct": ([], set()),
@@ -128,6 +133,121 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
             [("lstm_param_count_answer", "4 * H * (D + H + 1)", "4 * H * (D + H)")],
             {"lstm_param_count_correct"}),
     },
+    "lstm_backward": {
+        "correct": ([], set()),
+        "recurrent term of the backward pass dropped": (
+            [("lstm_backward_answer", "dh[:, t] + dh_next, dc_next,", "dh[:, t], dc_next,")],
+            {"lstm_backward_parameter_grads", "lstm_backward_input_grads"}),
+        "cell-state gradient not carried back": (
+            [("lstm_backward_answer", "dh[:, t] + dh_next, dc_next,", "dh[:, t] + dh_next, np.zeros_like(c0),")],
+            {"lstm_backward_parameter_grads", "lstm_backward_input_grads"}),
+        "gradients not accumulated over time": (
+            [("lstm_backward_answer", "dK += dK_t\n        dU += dU_t\n        db += db_t",
+              "dK = dK_t\n        dU = dU_t\n        db = db_t")],
+            {"lstm_backward_parameter_grads"}),
+        "sigmoid derivative written as 1 - s**2": (
+            [("lstm_step_backward_answer", "dc * g * i * (1.0 - i)", "dc * g * (1.0 - i ** 2)")],
+            {"lstm_step_backward_correct", "lstm_backward_parameter_grads", "lstm_backward_input_grads"}),
+        "forget gate's gradient uses c_t instead of c_prev": (
+            [("lstm_step_backward_answer", "dc * c_prev * f * (1.0 - f)",
+              "dc * (f * c_prev + i * g) * f * (1.0 - f)")],
+            {"lstm_step_backward_correct", "lstm_backward_parameter_grads", "lstm_backward_input_grads"}),
+        "tanh'(c) forgotten in the cell-state gradient": (
+            [("lstm_step_backward_answer", "dh_t * o * (1.0 - tanh_c ** 2)", "dh_t * o")],
+            {"lstm_step_backward_correct", "lstm_backward_parameter_grads", "lstm_backward_input_grads"}),
+        "dc_prev not scaled by the forget gate": (
+            [("lstm_step_backward_answer", "dc * f, x_t.T @ dz", "dc, x_t.T @ dz")],
+            {"lstm_step_backward_correct", "lstm_backward_parameter_grads", "lstm_backward_input_grads"}),
+    },
+    "lstm_cell": {
+        "correct": ([], set()),
+        "gates in the order i, f, o, g": (
+            [("lstm_cell_answer", "z_i, z_f, z_c, z_o = tf.split(", "z_i, z_f, z_o, z_c = tf.split(")],
+            LSTM_CELL_OUTPUTS),
+        "tanh where sigmoid belongs": (
+            [("lstm_cell_answer", "i, f, o = tf.sigmoid(z_i), tf.sigmoid(z_f), tf.sigmoid(z_o)",
+              "i, f, o = tf.tanh(z_i), tf.tanh(z_f), tf.tanh(z_o)")],
+            LSTM_CELL_OUTPUTS),
+        "output gate applied to c instead of tanh(c)": (
+            [("lstm_cell_answer", "h_t = o * tf.tanh(c_t)", "h_t = o * c_t")],
+            LSTM_CELL_OUTPUTS),
+        "cell state not carried (old c returned as the new state)": (
+            [("lstm_cell_answer", "return h_t, [h_t, c_t]", "return h_t, [h_t, c_prev]")],
+            LSTM_CELL_OUTPUTS),
+        "weights created in the order recurrent_kernel, kernel, bias": (
+            [("lstm_cell_answer",
+              'self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")\n'
+              '        self.recurrent_kernel = self.add_weight(shape=(H, 4 * H), initializer="orthogonal",\n'
+              '                                                name="recurrent_kernel")',
+              'self.recurrent_kernel = self.add_weight(shape=(H, 4 * H), initializer="orthogonal",\n'
+              '                                                name="recurrent_kernel")\n'
+              '        self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")')],
+            {"lstm_cell_weights"} | LSTM_CELL_OUTPUTS),
+        "unit_forget_bias ignored (bias starts at zero)": (
+            [("lstm_cell_answer", "if self.unit_forget_bias:", "if False:")],
+            {"lstm_cell_forget_bias"}),
+        "NumPy inside call (outputs right, gradients lost)": (
+            [("lstm_cell_answer", "h_t = o * tf.tanh(c_t)", "h_t = o * np.tanh(c_t)")],
+            {"lstm_cell_gradients"}),
+        "gradient stopped on the cell state": (
+            [("lstm_cell_answer", "c_t = f * c_prev + i * g", "c_t = f * tf.stop_gradient(c_prev) + i * g")],
+            {"lstm_cell_gradients"}),
+        "Keras's own LSTMCell borrowed": (
+            [("lstm_cell_answer", 'self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")',
+              "self.inner = keras.layers.LSTMCell(H, unit_forget_bias=self.unit_forget_bias, dtype=self.dtype_policy)\n"
+              "        self.inner.build(input_shape)\n"
+              "        self.kernel = self.inner.kernel\n"
+              "        return\n"
+              '        self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")'),
+             ("lstm_cell_answer", "z = tf.matmul(inputs, self.kernel)",
+              "return self.inner(inputs, [h_prev, c_prev])\n        z = tf.matmul(inputs, self.kernel)")],
+            {"lstm_cell_weights", "lstm_cell_forget_bias"} | LSTM_CELL_OUTPUTS),
+    },
+    "gru": {
+        "correct": ([], set()),
+        "z and 1 - z swapped (the mirror-image convention)": (
+            [("gru_step_answer", "return z * h_prev + (1 - z) * h_hat", "return (1 - z) * h_prev + z * h_hat")],
+            GRU_FORWARD),
+        "reset applied before the matmul with reset_after=True": (
+            [("gru_step_answer", "h_hat = np.tanh(xz[:, 2 * H:] + r * hz[:, 2 * H:])",
+              "h_hat = np.tanh(xz[:, 2 * H:] + (r * h_prev) @ U[:, 2 * H:] + b[1, 2 * H:])")],
+            GRU_FORWARD - {"gru_step_reset_before"}),
+        "reset applied after the matmul with reset_after=False": (
+            [("gru_step_answer", "h_hat = np.tanh(xz[:, 2 * H:] + (r * h_prev) @ U[:, 2 * H:])",
+              "h_hat = np.tanh(xz[:, 2 * H:] + r * (h_prev @ U[:, 2 * H:]))")],
+            {"gru_step_reset_before", "gru_forward_matches_keras"}),
+        "one bias row used for both products": (
+            [("gru_step_answer", "hz = h_prev @ U + b[1]", "hz = h_prev @ U + b[0]")],
+            GRU_FORWARD - {"gru_step_reset_before"}),
+        "z and r blocks swapped": (
+            [("gru_step_answer", "z = sigmoid(xz[:, :H] + hz[:, :H])\n        r = sigmoid(xz[:, H:2 * H] + hz[:, H:2 * H])",
+              "r = sigmoid(xz[:, :H] + hz[:, :H])\n        z = sigmoid(xz[:, H:2 * H] + hz[:, H:2 * H])"),
+             ("gru_step_answer", "z = sigmoid(xz[:, :H] + h_prev @ U[:, :H])\n        r = sigmoid(xz[:, H:2 * H] + h_prev @ U[:, H:2 * H])",
+              "r = sigmoid(xz[:, :H] + h_prev @ U[:, :H])\n        z = sigmoid(xz[:, H:2 * H] + h_prev @ U[:, H:2 * H])")],
+            GRU_FORWARD),
+        "recurrent bias dropped": (
+            [("gru_step_answer", "hz = h_prev @ U + b[1]", "hz = h_prev @ U")],
+            GRU_FORWARD - {"gru_step_reset_before"}),
+        "reset_after not passed on to gru_step": (
+            [("gru_forward_answer", "gru_step(x[:, t], h_t, K, U, b, reset_after=reset_after)",
+              "gru_step(x[:, t], h_t, K, U, b)")],
+            {"gru_forward_matches_keras"}),
+        "initial state ignored": (
+            [("gru_forward_answer", "if h0 is None else h0", "")],
+            {"gru_forward_initial_state"}),
+        "parameter count ignores reset_after": (
+            [("gru_param_count_answer", "(2 if reset_after else 1)", "1")],
+            {"gru_param_count_correct"}),
+        "backward: the direct path z * h_prev forgotten": (
+            [("gru_step_backward_answer", "dh_prev = dh_t * z + da_h @ U.T", "dh_prev = da_h @ U.T")],
+            {"gru_backward_input_grads"}),
+        "backward: reset gate left out of the recurrent candidate gradient": (
+            [("gru_step_backward_answer", "d_hat * r], axis=1)", "d_hat], axis=1)")],
+            {"gru_backward_parameter_grads", "gru_backward_input_grads"}),
+        "backward: mirror-image z in dz": (
+            [("gru_step_backward_answer", "dz = dh_t * (h_prev - h_hat)", "dz = dh_t * (h_hat - h_prev)")],
+            {"gru_backward_parameter_grads", "gru_backward_input_grads"}),
+    },
 }
 
 #: What the feedback of some wrong answers must say (the student's terms, not "arrays differ").
@@ -162,6 +282,37 @@ MESSAGES: dict[str, dict[str, str]] = {
         "cell state not carried": "carry both h and c from step to step",
         "initial cell state ignored": "the initial cell state c0 was ignored",
         "parameter count without the bias": "count K, U and b",
+    },
+    "lstm_backward": {
+        "recurrent term of the backward pass dropped": "carry both gradients back",
+        "cell-state gradient not carried back": "carry both gradients back",
+        "gradients not accumulated over time": "must be summed over all time steps",
+        "sigmoid derivative written as 1 - s**2": "sigmoid' = s * (1 - s)",
+        "tanh'(c) forgotten in the cell-state gradient": "dh_t * o * (1 - tanh(c_t)**2)",
+        "dc_prev not scaled by the forget gate": "only dc_prev is wrong",
+    },
+    "lstm_cell": {
+        "gates in the order i, f, o, g": "the blocks read in the order i, f, o, g",
+        "tanh where sigmoid belongs": "tanh where the gates i, f, o need a sigmoid",
+        "output gate applied to c instead of tanh(c)": "the output is h_t = o * tanh(c_t)",
+        "cell state not carried (old c returned as the new state)": "return the new states [h_t, c_t]",
+        "weights created in the order recurrent_kernel, kernel, bias": "created in that order",
+        "unit_forget_bias ignored (bias starts at zero)": "1 in the forget block",
+        "NumPy inside call (outputs right, gradients lost)": "leaves TensorFlow's tape",
+        "gradient stopped on the cell state": "finds no path from the loss to dc0",
+        "Keras's own LSTMCell borrowed": "not to call the library's own implementation",
+    },
+    "gru": {
+        "z and 1 - z swapped (the mirror-image convention)": "the mirror-image z convention",
+        "reset applied before the matmul with reset_after=True": "the reset gate applied before the matrix product",
+        "reset applied after the matmul with reset_after=False": "the reset gate applied after the matrix product",
+        "one bias row used for both products": "one bias row, b[0], used for both products",
+        "z and r blocks swapped": "the update and reset gates swapped",
+        "recurrent bias dropped": "the recurrent bias b[1] left out",
+        "initial state ignored": "the initial state h0 ignored",
+        "reset_after not passed on to gru_step": "pass reset_after on to gru_step",
+        "backward: the direct path z * h_prev forgotten": "only dh_prev is wrong",
+        "backward: reset gate left out of the recurrent candidate gradient": "its gradient is scaled by r",
     },
 }
 
