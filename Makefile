@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: book test test-fast exercises install clean
+.PHONY: book test test-fast test-browser exercises install clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: install
 
 test-fast: install
 	$(BIN)/python -m pytest -m "not slow"
+
+# The book, then the website in headless Chromium (Debian's `chromium`; skipped when missing,
+# unless COURSE_REQUIRE_BROWSER=1). Screenshots go to _build/screenshots/.
+test-browser: install
+	$(BIN)/python -m pytest tests/test_browser.py
 
 # Regenerate the student notebooks in exercises/ from solutions/ (never edit them by hand).
 exercises: install

@@ -1,0 +1,261 @@
+"""The course website as readers use it: offline math, notebooks one click away.
+
+A small local Sphinx extension, loaded from `_config.yml` (`sphinx: local_extensions:`).
+
+- **MathJax from the site, not a CDN.** When `mathjax_path` is a local path under
+  `mathjax/` (set in `_config.yml`), the MathJax 3 files that the PyPI package
+  `django-static-mathjax` ships (plain MathJax, no Django needed) are copied into
+  `_build/html/_static/mathjax/` at the end of the build, so formulas render with no network.
+- **Each notebook page as a real .ipynb.** A chapter that is a MyST-markdown notebook is
+  converted with jupytext into `_sources/<page>.ipynb` (code cells, no outputs), offered in
+  the theme's download menu and by a link under the page title.
+- **Student notebooks on the site.** `exercises/` (nbgrader's release folder: student
+  notebooks only) is copied to `_build/html/exercises/`, so each assignment has a stable
+  address. A chapter links one with the `{download}` role,
+  `` {download}`rnn_forward.ipynb </exercises/rnn_forward/rnn_forward.ipynb>` ``. Nothing from `solutions/` is ever copied, and a file in
+  `exercises/` that still holds nbgrader's solution or hidden-test markers stops the build.
+- **No console error on any page.** Sphinx 7.4 writes an inline script that an extension
+  adds after the builder starts twice (sphinx-thebe's `const THEBE_JS_URL = …`, declared
+  twice, is a SyntaxError in every page); the page's script list is de-duplicated.
+- **Launch buttons only with a repository.** Binder/Colab buttons need the repository's
+  address; unless `_config.yml` sets `repository: url:`, every launch provider is switched
+  off, so no button points at Jupyter Book's placeholder repository.
+"""
+
+from __future__ import annotations
+
+import html
+import importlib.metadata
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import yaml
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.errors import ExtensionError
+from sphinx.util import logging
+from sphinx.util.osutil import relative_uri
+
+logger = logging.getLogger(__name__)
+
+MATHJAX_DIST = "django-static-mathjax"
+MATHJAX_ES5 = "mathjax/static/mathjax/es5"  # inside that distribution
+MATHJAX_STATIC = "mathjax"  # _static/mathjax/ in the site
+# What a combined component (e.g. tex-mml-chtml.js) loads on demand: TeX extensions
+# (autoload), the CHTML fonts, the menu, accessibility (explorer, speech rules).
+MATHJAX_PARTS = ["input", "output/chtml", "output/chtml.js", "ui", "a11y", "sre", "adaptors"]
+LAUNCH_PROVIDERS = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url",
+                    "jupyterlite_url", "thebe")
+SOLUTION_MARKERS = (b"BEGIN SOLUTION", b"HIDDEN TESTS")
+DOWNLOAD_CLASS = "course-notebook-download"
+
+
+# --- launch buttons -------------------------------------------------------------------------
+def repository_url(srcdir: str | Path) -> str:
+    """`repository: url:` from the book's own _config.yml ('' when it is not set)."""
+    config = Path(srcdir) / "_config.yml"
+    if not config.is_file():
+        return ""
+    data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+    return str((data.get("repository") or {}).get("url") or "").strip()
+
+
+def launch_buttons_need_a_repository(app: Sphinx, config: Any) -> None:
+    if repository_url(app.srcdir):
+        return
+    launch = dict(config.html_theme_options.get("launch_buttons") or {})
+    for key in LAUNCH_PROVIDERS:
+        if key in launch:
+            launch[key] = False if key == "thebe" else ""
+    config.html_theme_options["launch_buttons"] = launch
+
+
+# --- notebooks --------------------------------------------------------------------------------
+def is_notebook(app: Sphinx, docname: str) -> bool:
+    return "kernelspec" in app.env.metadata.get(docname, {})
+
+
+def notebook_target(docname: str) -> str:
+    """Where a page's notebook lives in the site, relative to the site's root."""
+    return f"_sources/{docname}.ipynb"
+
+
+def notebook_json(source: Path) -> str:
+    """The page's source as an nbformat 4 notebook: code cells without outputs.
+
+    Cell ids are derived from the cell's position so the file is the same on every build.
+    """
+    import jupytext
+    import nbformat
+
+    notebook = jupytext.read(source)
+    notebook.metadata.pop("jupytext", None)
+    notebook.metadata.setdefault("language_info", {"name": "python"})
+    for index, cell in enumerate(notebook.cells):
+        cell["id"] = f"cell-{index}"
+    nbformat.validate(notebook)
+    return json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def write_notebook(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
+                   doctree: Any) -> None:
+    """html-page-context: write the page's .ipynb and list it in the theme's download menu."""
+    if doctree is None or not is_notebook(app, pagename):
+        return
+    source = Path(app.env.doc2path(pagename))
+    target = Path(app.outdir) / notebook_target(pagename)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.suffix == ".ipynb":
+        shutil.copyfile(source, target)
+    else:
+        text = notebook_json(source)
+        if not target.is_file() or target.read_text(encoding="utf-8") != text:
+            target.write_text(text, encoding="utf-8")
+    context["ipynb_source"] = f"{pagename}.ipynb"  # the theme's ".ipynb" download item
+
+
+def add_download_link(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """doctree-resolved: one click from the page to its notebook, right under the title."""
+    if app.builder.format != "html" or not is_notebook(app, docname):
+        return
+    section = next(iter(doctree.findall(nodes.section)), None)
+    if section is None or not isinstance(section[0], nodes.title):
+        return
+    href = relative_uri(app.builder.get_target_uri(docname), notebook_target(docname))
+    name = html.escape(Path(docname).name + ".ipynb")
+    markup = (
+        f'<p class="{DOWNLOAD_CLASS}">Run this page yourself: '
+        f'<a class="reference download" href="{html.escape(href)}" download="{name}" '
+        f'type="application/x-ipynb+json">download <code>{name}</code></a> '
+        f"and open it in Jupyter.</p>\n"
+    )
+    section.insert(1, nodes.raw("", markup, format="html"))
+
+
+# --- scripts ------------------------------------------------------------------------------------
+def deduplicate_scripts(app: Sphinx, pagename: str, templatename: str, context: dict[str, Any],
+                        doctree: Any) -> None:
+    """html-page-context: drop the second copy of a script the page would load twice.
+
+    Sphinx 7.4 registers an inline script added after `Builder.init()` once as filename
+    None and again, in `prepare_writing`, as filename '': the two compare unequal, so the
+    page gets both (sphinx-thebe's `const` declarations then fail: a console error).
+    """
+    scripts = context.get("script_files")
+    if not isinstance(scripts, list):
+        return
+    seen, unique = set(), []
+    for script in scripts:
+        attributes = getattr(script, "attributes", {})
+        key = (str(getattr(script, "filename", script) or ""), getattr(script, "priority", None),
+               tuple(sorted((k, str(v)) for k, v in attributes.items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    scripts[:] = unique
+
+
+# --- files copied into the site ---------------------------------------------------------------
+def copy_if_changed(source: Path, target: Path) -> None:
+    if target.is_file():
+        s, t = source.stat(), target.stat()
+        if s.st_size == t.st_size and s.st_mtime <= t.st_mtime:
+            return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(source, target)
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    if source.is_file():
+        copy_if_changed(source, target)
+        return
+    for path in source.rglob("*"):
+        if path.is_file():
+            copy_if_changed(path, target / path.relative_to(source))
+
+
+def mathjax_files(component: str) -> tuple[Path, list[Path]]:
+    """The installed MathJax es5 folder and the files/folders the site needs from it."""
+    try:
+        dist = importlib.metadata.distribution(MATHJAX_DIST)
+    except importlib.metadata.PackageNotFoundError as error:
+        raise ExtensionError(
+            f"mathjax_path points at the site's own MathJax, but {MATHJAX_DIST} is not "
+            "installed (pip install -r requirements.txt)") from error
+    es5 = Path(str(dist.locate_file(MATHJAX_ES5)))
+    parts = [es5 / component, *(es5 / part for part in MATHJAX_PARTS)]
+    missing = [str(p) for p in parts if not p.exists()]
+    if missing:
+        raise ExtensionError(f"{MATHJAX_DIST} lacks MathJax files: {missing}")
+    return es5, parts
+
+
+def local_mathjax_component(app: Sphinx) -> str | None:
+    """'tex-mml-chtml.js' when mathjax_path is 'mathjax/tex-mml-chtml.js', else None (a CDN)."""
+    path = str(app.config.mathjax_path or "")
+    prefix = MATHJAX_STATIC + "/"
+    if "://" in path or not path.startswith(prefix):
+        return None
+    return path[len(prefix):].split("?")[0]
+
+
+def check_mathjax(app: Sphinx) -> None:
+    """builder-inited: fail early (not after an hour of executing pages) if MathJax is missing."""
+    component = local_mathjax_component(app)
+    if component and app.builder.format == "html":
+        mathjax_files(component)
+
+
+def copy_exercises(app: Sphinx) -> None:
+    """exercises/<id>/… (student notebooks) to <site>/exercises/<id>/…, refusing solutions."""
+    source = Path(app.srcdir) / "exercises"
+    target = Path(app.outdir) / "exercises"
+    if target.exists():
+        shutil.rmtree(target)  # an assignment removed from the repository leaves the site
+    if not source.is_dir():
+        return
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if not path.is_file() or any(part.startswith((".", "__")) for part in rel.parts):
+            continue
+        data = path.read_bytes()
+        leaked = [m.decode() for m in SOLUTION_MARKERS if m in data]
+        if leaked:
+            raise ExtensionError(
+                f"exercises/{rel.as_posix()} holds nbgrader markers {leaked}: it is not a "
+                "student notebook; regenerate exercises/ with `make exercises`")
+        (target / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target / rel)
+
+
+def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
+    """build-finished: the book's _static/, MathJax into _static/mathjax/, exercises/."""
+    if exception is not None or app.builder.format != "html":
+        return
+    # Sphinx copies html_static_path only when it rewrites some page ("no targets are out
+    # of date" skips it), so an edit to _static/course.css alone would not reach the site.
+    for folder in app.config.html_static_path:
+        source = Path(app.confdir or app.srcdir) / folder
+        if source.is_dir():
+            copy_tree(source, Path(app.outdir) / "_static")
+    component = local_mathjax_component(app)
+    if component:
+        es5, parts = mathjax_files(component)
+        static = Path(app.outdir) / "_static" / MATHJAX_STATIC
+        for part in parts:
+            copy_tree(part, static / part.relative_to(es5))
+        copy_if_changed(es5.parent / "LICENSE", static / "LICENSE")  # Apache-2.0
+    copy_exercises(app)
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", launch_buttons_need_a_repository)
+    app.connect("builder-inited", check_mathjax)
+    # before the theme's header buttons (priority 501) read `ipynb_source`
+    app.connect("html-page-context", write_notebook, priority=400)
+    app.connect("doctree-resolved", add_download_link)
+    app.connect("html-page-context", deduplicate_scripts, priority=900)
+    app.connect("build-finished", copy_site_files)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
