@@ -115,6 +115,25 @@ def test_call_student_catches_mutation_and_framework_calls():
     np.testing.assert_array_equal(call_student(np.tanh, np.zeros(2)), np.zeros(2))
 
 
+def test_call_student_can_forbid_the_librarys_own_layer_only():
+    import keras
+
+    def borrowed_cell():
+        cell = keras.layers.LSTMCell(2)
+        cell.build((None, 3))
+        return cell
+
+    def own_dense():
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+        return layer
+
+    forbidden = ("keras.src.layers.rnn.lstm",)
+    with pytest.raises(AssertionError, match="keras.src.layers.rnn.lstm.*from scratch"):
+        call_student(borrowed_cell, numpy_only=False, forbidden=forbidden)
+    assert call_student(own_dense, numpy_only=False, forbidden=forbidden).units == 2
+
+
 def test_keras_rnn_reference_is_the_simple_rnn_equation():
     p = random_rnn_problem(B=3, T=6, D=2, H=4, seed=5)
     h, h_last = keras_rnn("SimpleRNN", p["x"], [p["K"], p["U"], p["b"]], [p["h0"]])
