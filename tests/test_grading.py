@@ -73,6 +73,9 @@ def graded(request, _graded_classes, tmp_path_factory) -> Graded:
     return _graded_classes[assignment]
 
 
+per_assignment = pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
+
+
 @per_assignment
 def test_solution_scores_full_marks(graded):
     assert graded.scores("correct") == graded.max
