@@ -122,12 +122,14 @@ def train_first_symbol(
     units: int = BUDGET["units"], n_symbols: int = 4, n_train: int = BUDGET["n_train"],
     n_val: int = BUDGET["n_val"], epochs: int = BUDGET["epochs"],
     batch_size: int = BUDGET["batch_size"], learning_rate: float = BUDGET["learning_rate"],
-    global_clipnorm: float | None = BUDGET["global_clipnorm"], **layer_kwargs,
-) -> Run:
-    """Train one model on ``task`` at ``lag``; return its held-out accuracy.
+    global_clipnorm: float | None = BUDGET["global_clipnorm"], return_model: bool = False,
+    **layer_kwargs,
+):
+    """Train one model on ``task`` at ``lag``; return its :class:`Run` (held-out accuracy).
 
     Adam with ``global_clipnorm``; training and validation data come from different
     seeds (``seed`` and ``10_000 + seed``). ``layer_kwargs`` go to the recurrent layer.
+    With ``return_model`` the result is ``(run, trained_keras_model)``.
     """
     import keras
 
@@ -144,14 +146,27 @@ def train_first_symbol(
                         batch_size=batch_size, verbose=0)
     seconds = time.perf_counter() - start
     accuracy = float(history.history["val_accuracy"][-1])
-    return Run(cell, lag, seed, units, model.count_params(), accuracy, 1.0 / n_symbols, seconds,
-               tuple(float(a) for a in history.history["val_accuracy"]), task)
+    run = Run(cell, lag, seed, units, model.count_params(), accuracy, 1.0 / n_symbols, seconds,
+              tuple(float(a) for a in history.history["val_accuracy"]), task)
+    return (run, model) if return_model else run
 
 
-def lag_sweep(cells=CELLS, lags=(10, 20, 30, 50), seeds=(0, 1), **kwargs) -> list[Run]:
-    """``train_first_symbol`` for every cell type, lag and seed (same data and budget for all)."""
-    return [train_first_symbol(cell, lag, seed=seed, **kwargs)
-            for cell in cells for lag in lags for seed in seeds]
+def lag_sweep(cells=CELLS, lags=(10, 20, 30, 50), seeds=(0, 1), *,
+              keep_models: dict | None = None, **kwargs) -> list[Run]:
+    """``train_first_symbol`` for every cell type, lag and seed (same data and budget for all).
+
+    Pass a dict as ``keep_models`` to look inside the trained models afterwards: it
+    receives ``keep_models[(cell, lag, seed)] = model`` for every run.
+    """
+    runs = []
+    for cell in cells:
+        for lag in lags:
+            for seed in seeds:
+                run, model = train_first_symbol(cell, lag, seed=seed, return_model=True, **kwargs)
+                if keep_models is not None:
+                    keep_models[(cell, lag, seed)] = model
+                runs.append(run)
+    return runs
 
 
 def summarise(runs: list[Run]) -> dict[tuple[str, int], tuple[float, float]]:

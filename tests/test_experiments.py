@@ -124,3 +124,13 @@ def test_tiny_runs_are_repeatable_and_the_sweep_covers_every_combination():
         ("SimpleRNN", 1, 0), ("SimpleRNN", 1, 1), ("SimpleRNN", 2, 0), ("SimpleRNN", 2, 1)]
     again = train_first_symbol("SimpleRNN", 2, seed=1, **kwargs)
     assert again.val_accuracy_per_epoch == runs[3].val_accuracy_per_epoch
+
+
+def test_the_sweep_can_keep_its_trained_models():
+    kwargs = dict(units=3, n_train=32, n_val=16, epochs=1, batch_size=16)
+    kept = {}
+    runs = lag_sweep(cells=("GRU",), lags=(2,), seeds=(0, 1), keep_models=kept, **kwargs)
+    assert sorted(kept) == [("GRU", 2, 0), ("GRU", 2, 1)]
+    x, y = make_task("marked_symbol", 16, 2, seed=10_000 + 1)
+    accuracy = float(np.mean(kept[("GRU", 2, 1)].predict(x, verbose=0).argmax(axis=-1) == y))
+    assert accuracy == pytest.approx(runs[1].accuracy)
