@@ -248,6 +248,39 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
             [("gru_step_backward_answer", "dz = dh_t * (h_prev - h_hat)", "dz = dh_t * (h_hat - h_prev)")],
             {"gru_backward_parameter_grads", "gru_backward_input_grads"}),
     },
+    "keras_models": {
+        "correct": ([], set()),
+        "LSTM counted without its bias": (
+            [("param_counts_answer", '"LSTM": 4 * H * (D + H + 1)', '"LSTM": 4 * H * (D + H)')],
+            {"param_counts_correct"}),
+        "GRU counted with the reset_after=False formula": (
+            [("param_counts_answer", '"GRU": 3 * H * (D + H + 2)', '"GRU": 3 * H * (D + H + 1)')],
+            {"param_counts_correct"}),
+        "tagger: the LSTM returns only its last state": (
+            [("tagger_answer", "keras.layers.LSTM(units, return_sequences=True)", "keras.layers.LSTM(units)")],
+            {"tagger_structure", "tagger_matches_reference", "tagger_masking"}),
+        "tagger: padding not masked": (
+            [("tagger_answer", "embed_dim, mask_zero=True)", "embed_dim)")],
+            {"tagger_masking"}),
+        "tagger: one direction only": (
+            [("tagger_answer", "keras.layers.Bidirectional(keras.layers.LSTM(units, return_sequences=True))",
+              "keras.layers.LSTM(units, return_sequences=True)")],
+            {"tagger_structure", "tagger_matches_reference"}),
+        "tagger: no softmax": (
+            [("tagger_answer", 'keras.layers.Dense(n_tags, activation="softmax")', "keras.layers.Dense(n_tags)")],
+            {"tagger_matches_reference"}),
+        "classifier: padding not masked": (
+            [("classifier_answer", "x = keras.layers.Masking(mask_value=0.0)(sequences)", "x = sequences")],
+            {"classifier_masking"}),
+        "classifier: the second LSTM also returns sequences": (
+            [("classifier_answer", "x = keras.layers.LSTM(units)(x)",
+              "x = keras.layers.LSTM(units, return_sequences=True)(x)")],
+            {"classifier_structure", "classifier_matches_reference", "classifier_masking"}),
+        "classifier: GRU layers instead of LSTM": (
+            [("classifier_answer", "x = keras.layers.LSTM(units, return_sequences=True)(x)\n    x = keras.layers.LSTM(units)(x)",
+              "x = keras.layers.GRU(units, return_sequences=True)(x)\n    x = keras.layers.GRU(units)(x)")],
+            {"classifier_structure", "classifier_matches_reference"}),
+    },
 }
 
 #: What the feedback of some wrong answers must say (the student's terms, not "arrays differ").
@@ -313,6 +346,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "reset_after not passed on to gru_step": "pass reset_after on to gru_step",
         "backward: the direct path z * h_prev forgotten": "only dh_prev is wrong",
         "backward: reset gate left out of the recurrent candidate gradient": "its gradient is scaled by r",
+    },
+    "keras_models": {
+        "LSTM counted without its bias": "LSTM 112 but Keras has",
+        "tagger: the LSTM returns only its last state": "does the LSTM return sequences?",
+        "tagger: padding not masked": "mask_zero=True",
+        "tagger: one direction only": "that the LSTM is bidirectional",
+        "tagger: no softmax": "a softmax",
+        "classifier: padding not masked": "Masking(mask_value=0.0)",
+        "classifier: the second LSTM also returns sequences": "expected (B, 1)",
     },
 }
 
