@@ -18,14 +18,24 @@ from nbgrader.preprocessors import (  # noqa: E402
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
-    Execute,
+    ClearOutput,
+    DeduplicateIds,
     GetGrades,
     LimitOutput,
+    OverwriteCells,
+    OverwriteKernelspec,
     SaveAutoGrades,
 )
 from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 
-from rnncourse.nbgrader_hooks import DropTensorFlowLogs, HideTestTracebacks  # noqa: E402
+from rnncourse.nbgrader_hooks import (  # noqa: E402
+    DropTensorFlowLogs,
+    GuardedExecute,
+    HideTestTracebacks,
+    LimitOutputSize,
+    RepairNotebookStructure,
+    ReportSuspiciousCode,
+)
 
 c = get_config()  # noqa: F821 (provided by traitlets when nbgrader loads this file)
 
@@ -38,14 +48,39 @@ c.CourseDirectory.release_directory = "exercises"
 c.ExecutePreprocessor.timeout = 120
 c.Execute.timeout = 120
 
+# Hostile submissions (see the guide's "Grading a real class"). Before running anything:
+# put the instructor's cells back (deleted, duplicated, re-typed or moved tests) and log the
+# student's code that could tamper with the tests. While running: GuardedExecute replaces
+# nbgrader's Execute (same traits) with kernels that have a memory cap, a CPU-time cap, no
+# network and (as root) no view of the solutions, the gradebook or other students' files,
+# a guard that restores np.allclose & co. before each test, and a new kernel when one dies.
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    RepairNotebookStructure,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    OverwriteCells,
+    ReportSuspiciousCode,
+    CheckCellMetadata,
+]
 c.Autograde.autograde_preprocessors = [
-    Execute,
+    GuardedExecute,
     DropTensorFlowLogs,
     ClearMetadataPreprocessor,
     LimitOutput,
+    LimitOutputSize,
     SaveAutoGrades,
     AssignLatePenalties,
     CheckCellMetadata,
+]
+c.GuardedExecute.timeout = 120
+c.SandboxedKernelManager.memory_limit = 4 * 1024**3  # bytes of address space (TensorFlow needs ~1.5 GB)
+c.SandboxedKernelManager.cpu_limit = 600  # CPU seconds for a whole notebook; then the kernel is killed
+_course = c.CourseDirectory.root
+c.SandboxedKernelManager.hidden_paths = [
+    os.path.join(_course, name) for name in
+    ("solutions", "source", "submitted", "autograded", "feedback", "downloaded", "gradebook.db",
+     ".nbgrader.log")
 ]
 
 # Feedback shows each test's result and message, never the hidden tests' code:
@@ -57,3 +92,4 @@ c.GenerateFeedback.preprocessors = [
     HideTestTracebacks,
     CSSHTMLHeaderPreprocessor,
 ]
+c.SandboxedKernelManager.read_only_paths = [_course]

@@ -1,0 +1,130 @@
+"""Grade a generated class of ``rnn_forward`` submissions twice and print the times.
+
+    .venv/bin/python benchmarks/grade_class.py [--n 100] [--workers N] [--timeout 30]
+
+The class (``--n`` submissions) cycles through: correct answers (half), the realistic wrong
+answers of tests/submissions.py (three tenths), and the hostile submissions of
+tests/hostile.py (one fifth: broken files, deleted or edited tests, loops, a dying kernel,
+a memory hog, megabytes of output, cheats). It is graded
+
+1. in parallel by ``python -m rnncourse.classgrade rnn_forward`` (a local Dask cluster, one
+   single-threaded worker per core unless ``--workers``), and
+2. by one serial ``nbgrader autograde rnn_forward`` over a copy of the same course,
+
+with the course's own nbgrader_config.py (cell time limit ``--timeout``). It prints
+seconds per submission, the total and the ratio, and checks that both runs gave every
+student the same total. It asserts nothing about speed: speed is measured, not tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
+
+from hostile import HOSTILE, SEPARATE_CHEATS  # noqa: E402
+from rnncourse import course  # noqa: E402
+from submissions import EXPECTED, fill_in  # noqa: E402
+
+ASSIGNMENT = "rnn_forward"
+
+
+def build_class(root: Path, n: int) -> dict[str, str]:
+    release = course.read_notebook(course.generate(root, ASSIGNMENT))
+    source = course.read_notebook(root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    wrong = [(name, edits) for name, (edits, lost) in EXPECTED[ASSIGNMENT].items() if lost]
+    hostile = [(name, build) for name, (build, _) in {**HOSTILE, **SEPARATE_CHEATS}.items()
+               if name not in ("correct", "tf_logs")]
+    kinds = {}
+    for k in range(n):
+        student = f"s{k:03d}"
+        slot = k % 10
+        if slot < 5:
+            kind, handed_in = "correct", fill_in(release, source, [])
+        elif slot < 8:
+            name, edits = wrong[(k // 10 * 3 + slot - 5) % len(wrong)]
+            kind, handed_in = f"wrong: {name}", fill_in(release, source, edits)
+        else:
+            name, build = hostile[(k // 10 * 2 + slot - 8) % len(hostile)]
+            kind, handed_in = f"hostile: {name}", build(release, source)
+        folder = root / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        if handed_in is None:
+            (folder / "answers.py").write_text("# not a notebook\n")
+        elif isinstance(handed_in, bytes):
+            (folder / f"{ASSIGNMENT}.ipynb").write_bytes(handed_in)
+        else:
+            course.write_notebook(folder / f"{ASSIGNMENT}.ipynb", handed_in)
+        kinds[student] = kind
+    return kinds
+
+
+def totals(root: Path, students) -> dict[str, float]:
+    out = {}
+    for student in students:
+        try:
+            out[student] = sum(course.scores(root, ASSIGNMENT, student).values())
+        except Exception:  # noqa: BLE001 (never graded: no submission row)
+            out[student] = 0.0
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="submissions in the class (default 100)")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--timeout", type=int, default=30, help="seconds per cell (default 30)")
+    parser.add_argument("--keep", action="store_true", help="keep the course folders")
+    args = parser.parse_args()
+
+    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    work = Path(tempfile.mkdtemp(prefix="grade-class-"))
+    parallel = course.new_course(work / "parallel", [ASSIGNMENT])
+    with open(parallel / "nbgrader_config.py", "a") as handle:
+        handle.write(f"\nc.GuardedExecute.timeout = {args.timeout}\n")
+    kinds = build_class(parallel, args.n)
+    serial = work / "serial"
+    shutil.copytree(parallel, serial)  # the same class, the same fresh gradebook
+    # the copied config points hidden_paths at its own folder (CourseDirectory.root is the file's)
+    print(f"{args.n} submissions ({sum(k == 'correct' for k in kinds.values())} correct, "
+          f"{sum(k.startswith('wrong') for k in kinds.values())} wrong, "
+          f"{sum(k.startswith('hostile') for k in kinds.values())} hostile) in {work}", flush=True)
+
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(parallel),
+                    "--workers", str(args.workers)], env=env, check=True)
+    parallel_seconds = time.monotonic() - start
+
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
+                            cwd=serial, env=env, capture_output=True, text=True)
+    serial_seconds = time.monotonic() - start
+    if result.returncode != 0:
+        print(result.stdout[-2000:], result.stderr[-2000:])
+
+    a, b = totals(parallel, kinds), totals(serial, kinds)
+    differ = {s: (a[s], b[s], kinds[s]) for s in kinds if a[s] != b[s]}
+    n = args.n
+    print()
+    print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}")
+    print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}")
+    print(f"{'classgrade, ' + str(args.workers) + ' Dask workers':34s}{parallel_seconds:10.1f}"
+          f"{parallel_seconds / n:16.2f}")
+    print(f"ratio serial / parallel: {serial_seconds / parallel_seconds:.2f} on {os.cpu_count()} cores")
+    print("same totals in both runs" if not differ else f"totals differ for {len(differ)}: {differ}")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,333 @@
+"""Grade a whole class in parallel: one ``nbgrader autograde --student S`` per submission,
+each an independent Dask job.
+
+    python -m rnncourse.classgrade ASSIGNMENT [--workers N] [--scheduler tcp://HOST:8786]
+                                              [--force] [--student S ...] [--root DIR]
+
+Run it in the course directory (or pass ``--root``) after ``nbgrader generate_assignment``
+and after the submissions are in ``submitted/<student>/<ASSIGNMENT>/`` (by hand or with
+``nbgrader zip_collect``). Then ``nbgrader generate_feedback`` and ``nbgrader export`` as
+usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
+
+* **Engine.** A local Dask cluster with one single-threaded worker per core by default, or
+  a running scheduler (``--scheduler``). Each job runs nbgrader in the course directory, so
+  the workers must share it (same machine, or one file system); the gradebook is SQLite in
+  that directory. Several ``nbgrader autograde --student`` processes writing one SQLite file
+  on one machine work (measured). SQLite on a network file system does not lock reliably:
+  across machines, see the *Instructor guide* (workers that share the course directory must
+  not write the gradebook over NFS).
+* **Status.** ``grading-status/<ASSIGNMENT>/<student>.json`` per submission: state
+  (queued, running, graded, failed), seconds, nbgrader's exit code, the reason in words,
+  the notes of the course's nbgrader plug-ins (restored cells, tampering, timeouts, dead
+  kernels, cut output), each test's score and error, and a fingerprint of the submission.
+* **Resumption.** A submission whose status is graded or failed and whose fingerprint (its
+  files, the instructor notebook and nbgrader_config.py) has not changed is skipped unless
+  ``--force``; an interrupted run leaves the others queued or running, so running the same
+  command again grades exactly what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+STATUS_DIR = "grading-status"
+NOTE = re.compile(r"RNNCOURSE-NOTE (\{.*\})\s*$")
+DONE = ("graded", "failed")
+
+
+# --- what a submission is ---------------------------------------------------------------------
+
+def students(root: Path, assignment: str) -> list[str]:
+    folder = root / "submitted"
+    if not folder.is_dir():
+        return []
+    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
+
+
+def fingerprint(root: Path, assignment: str, student: str) -> str:
+    """Hash of the submission's files, the instructor notebook and the grading config."""
+    digest = hashlib.sha256()
+    paths = sorted((root / "submitted" / student / assignment).rglob("*"))
+    paths += [root / "nbgrader_config.py", *sorted((root / "solutions" / assignment).glob("*.ipynb"))]
+    for path in paths:
+        if path.is_file():
+            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def status_path(root: Path, assignment: str, student: str) -> Path:
+    return root / STATUS_DIR / assignment / f"{student}.json"
+
+
+def read_status(root: Path, assignment: str, student: str) -> dict:
+    try:
+        return json.loads(status_path(root, assignment, student).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def write_status(root: Path, assignment: str, student: str, status: dict) -> None:
+    path = status_path(root, assignment, student)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(status, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    temporary.replace(path)  # atomic: an interruption never leaves half a status file
+
+
+def precheck(root: Path, assignment: str, student: str) -> str | None:
+    """Why nbgrader cannot grade this submission at all (None when it can try)."""
+    folder = root / "submitted" / student / assignment
+    notebook = folder / f"{assignment}.ipynb"
+    if not notebook.is_file():
+        others = sorted(p.name for p in folder.iterdir())
+        return (f"no {assignment}.ipynb in the submission"
+                + (f" (it holds: {', '.join(others[:5])})" if others else " (the folder is empty)"))
+    try:
+        import warnings
+
+        import nbformat
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            nbformat.read(str(notebook), as_version=4)
+    except Exception as error:  # noqa: BLE001 (any reading error is the student's file)
+        return f"not a valid notebook: {type(error).__name__}: {str(error).splitlines()[0][:200]}"
+    return None
+
+
+# --- one job -----------------------------------------------------------------------------------
+
+def _nbgrader_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    return env
+
+
+def autograde_one(root: str, assignment: str, student: str, extra: list[str], timeout: float) -> dict:
+    """The Dask job: ``nbgrader autograde ASSIGNMENT --student STUDENT --force``, bounded in time.
+
+    Returns the exit code, the seconds, the notes the course's plug-ins logged and the tail
+    of nbgrader's log. Runs on a worker; needs the course directory at ``root``.
+    """
+    start = time.monotonic()
+    command = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student,
+               "--force", *extra]
+    process = subprocess.Popen(command, cwd=root, env=_nbgrader_env(), stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        output, _ = process.communicate(timeout=timeout)
+        code, timed_out = process.returncode, False
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # nbgrader and the kernels it started
+        output, _ = process.communicate()
+        code, timed_out = process.returncode, True
+    notes = []
+    for line in output.splitlines():
+        match = NOTE.search(line)
+        if match:
+            try:
+                notes.append(json.loads(match.group(1)))
+            except ValueError:
+                pass
+    errors = [line.strip() for line in output.splitlines() if "| ERROR]" in line]
+    return {"exit_code": code, "seconds": round(time.monotonic() - start, 2), "timed_out": timed_out,
+            "notes": notes, "errors": errors[-5:], "log_tail": output[-3000:],
+            "worker": os.uname().nodename}
+
+
+# --- reading the result ------------------------------------------------------------------------
+
+def test_results(root: Path, assignment: str, student: str) -> dict[str, dict]:
+    """Each grade cell's points (from the gradebook) and error (from the graded notebook)."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    results: dict[str, dict] = {}
+    try:
+        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+            submission = gradebook.find_submission_notebook(assignment, assignment, student)
+            for grade in submission.grades:
+                results[grade.name] = {"score": float(grade.score), "max": float(grade.max_score)}
+    except MissingEntry:
+        return {}
+    graded = root / "autograded" / student / assignment / f"{assignment}.ipynb"
+    if graded.is_file():
+        notebook = json.loads(graded.read_text(encoding="utf-8"))
+        for cell in notebook["cells"]:
+            grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if grade_id in results:
+                errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+                stderr = [o for o in cell.get("outputs", []) if o.get("name") == "stderr"]
+                if errors:
+                    error = errors[-1]
+                    results[grade_id]["error"] = f"{error.get('ename')}: {str(error.get('evalue'))[:300]}"
+                elif stderr:
+                    results[grade_id]["error"] = "wrote to stderr: " + "".join(stderr[0]["text"])[:200]
+    return results
+
+
+def _zero_grades(root: Path, assignment: str, student: str) -> None:
+    """A submission nbgrader cannot read still gets 0 in the gradebook (so export lists it)."""
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        try:
+            gradebook.find_student(student)
+        except Exception:  # noqa: BLE001
+            gradebook.add_student(student)
+        gradebook.update_or_create_submission(assignment, student)
+        submission = gradebook.find_submission_notebook(assignment, assignment, student)
+        for grade in submission.grades:
+            grade.auto_score = 0
+            grade.needs_manual_grade = False
+        gradebook.db.commit()
+
+
+def finish(root: Path, assignment: str, student: str, job: dict, status: dict) -> dict:
+    """Turn a finished job into the submission's status."""
+    tests = test_results(root, assignment, student)
+    graded = (root / "autograded" / student / assignment / f"{assignment}.ipynb").is_file()
+    status.update(job)
+    status["tests"] = tests
+    if tests:
+        status["score"] = sum(t["score"] for t in tests.values())
+        status["max_score"] = sum(t["max"] for t in tests.values())
+    notes = [n["message"] for n in job.get("notes", [])]
+    failing = [f"{name}: {t['error']}" for name, t in tests.items() if t.get("error")]
+    if job.get("timed_out"):
+        status["state"], reason = "failed", "the whole submission took longer than the job's time limit"
+    elif job.get("exit_code") != 0 or not graded:
+        status["state"] = "failed"
+        reason = "nbgrader could not grade it: " + (job.get("errors") or ["see log_tail"])[0]
+    else:
+        status["state"], reason = "graded", f"graded {status.get('score', 0):g}/{status.get('max_score', 0):g}"
+    details = notes + ([f"failed tests: {'; '.join(failing)}"] if failing else [])
+    status["reason"] = reason + (". " + " | ".join(details) if details else "")
+    status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    return status
+
+
+# --- the class -----------------------------------------------------------------------------------
+
+def _client(scheduler: str | None, workers: int):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                           dashboard_address=None, memory_limit=0, silence_logs=40)
+    return Client(cluster), cluster
+
+
+def grade_class(root: Path, assignment: str, *, workers: int | None = None, scheduler: str | None = None,
+                force: bool = False, only: list[str] | None = None, extra: list[str] | None = None,
+                job_timeout: float = 3600, quiet: bool = False) -> dict[str, dict]:
+    """Grade every submission of ``assignment`` under ``root``; return the statuses."""
+    root = Path(root).resolve()
+    if not (root / "gradebook.db").is_file():
+        raise SystemExit(f"{root / 'gradebook.db'} is missing: run `nbgrader generate_assignment "
+                         f"{assignment}` first")
+    everyone = only or students(root, assignment)
+    statuses, todo = {}, []
+    for student in everyone:
+        status = read_status(root, assignment, student)
+        print_ = fingerprint(root, assignment, student)
+        if not force and status.get("state") in DONE and status.get("fingerprint") == print_:
+            statuses[student] = status
+            continue
+        status = {"student": student, "assignment": assignment, "state": "queued", "fingerprint": print_}
+        reason = precheck(root, assignment, student)
+        if reason:
+            _zero_grades(root, assignment, student)
+            status.update(state="failed", reason=reason, seconds=0.0, exit_code=None, notes=[],
+                          tests=test_results(root, assignment, student), score=0.0,
+                          finished=time.strftime("%Y-%m-%dT%H:%M:%S"))
+            status["max_score"] = sum(t["max"] for t in status["tests"].values())
+            write_status(root, assignment, student, status)
+            statuses[student] = status
+            if not quiet:
+                print(f"        {student:24s} failed   {reason}", flush=True)
+            continue
+        write_status(root, assignment, student, status)
+        todo.append(student)
+    if not quiet:
+        print(f"{assignment}: {len(everyone)} submissions, {len(todo)} to grade, "
+              f"{len(everyone) - len(todo)} already done or unreadable", flush=True)
+    if not todo:
+        return statuses
+    workers = workers or os.cpu_count() or 1
+    client, cluster = _client(scheduler, workers)
+    start = time.monotonic()
+    try:
+        from dask.distributed import as_completed
+
+        futures = {}
+        for student in todo:
+            future = client.submit(autograde_one, str(root), assignment, student, list(extra or []),
+                                   job_timeout, key=f"autograde-{assignment}-{student}", pure=False)
+            futures[future] = student
+            status = read_status(root, assignment, student)
+            status["state"] = "running"  # submitted to the engine; "queued" until then
+            write_status(root, assignment, student, status)
+        for done, future in enumerate(as_completed(futures), start=1):
+            student = futures[future]
+            status = read_status(root, assignment, student)
+            try:
+                job = future.result()
+            except Exception as error:  # noqa: BLE001 (a lost worker, a crashed job)
+                job = {"exit_code": None, "seconds": None, "notes": [], "errors": [repr(error)]}
+            status = finish(root, assignment, student, job, status)
+            write_status(root, assignment, student, status)
+            statuses[student] = status
+            if not quiet:
+                score = (f"{status.get('score', 0):g}/{status.get('max_score', 0):g}"
+                         if "score" in status else "-")
+                print(f"[{done:3d}/{len(todo)}] {student:24s} {status['state']:7s} {score:>7s} "
+                      f"{job.get('seconds') or 0:6.1f} s  {status['reason'][:160]}", flush=True)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    if not quiet:
+        elapsed = time.monotonic() - start
+        print(f"graded {len(todo)} submissions in {elapsed:.1f} s ({elapsed / len(todo):.2f} s each) "
+              f"with {workers if not scheduler else 'the scheduler' + chr(39) + 's'} workers; "
+              f"statuses in {root / STATUS_DIR / assignment}", flush=True)
+    return statuses
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnncourse.classgrade", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("assignment")
+    parser.add_argument("--root", default=".", help="the course directory (default: here)")
+    parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
+    parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    parser.add_argument("--force", action="store_true", help="grade again what is already graded")
+    parser.add_argument("--student", action="append", help="only this student (repeatable)")
+    parser.add_argument("--job-timeout", type=float, default=3600,
+                        help="seconds one submission may take in all (default 3600)")
+    parser.add_argument("--nbgrader-arg", action="append", default=[],
+                        help="extra argument for nbgrader autograde, e.g. --nbgrader-arg=--GuardedExecute.timeout=60")
+    args = parser.parse_args(argv)
+    statuses = grade_class(Path(args.root), args.assignment, workers=args.workers, scheduler=args.scheduler,
+                           force=args.force, only=args.student, extra=args.nbgrader_arg,
+                           job_timeout=args.job_timeout)
+    failed = sorted(s for s, st in statuses.items() if st.get("state") != "graded")
+    if failed:
+        print(f"not graded ({len(failed)}): {', '.join(failed)}: see their status files", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

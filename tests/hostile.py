@@ -1,0 +1,293 @@
+"""Hostile submissions of ``rnn_forward`` (issue 7), and the score each one must get.
+
+Each builder takes the student release and the instructor source (both parsed notebooks)
+and returns what the student hands in: a notebook (dict), raw bytes (a file that is not
+JSON), or ``None`` (no notebook at all). ``HOSTILE[name] = (builder, expected)``, where
+``expected`` maps every grade cell to the points it must score; ``REASON[name]`` is a
+fragment the status file written by ``python -m rnncourse.classgrade`` must contain.
+
+rnn_forward's grade cells: rnn_step_correct (2), rnn_forward_shapes (1),
+rnn_forward_matches_keras (3), rnn_forward_initial_state (2).
+"""
+
+from __future__ import annotations
+
+import copy
+
+from submissions import TF_LOG_ON, fill_in
+
+FULL = {"rnn_step_correct": 2.0, "rnn_forward_shapes": 1.0, "rnn_forward_matches_keras": 3.0,
+        "rnn_forward_initial_state": 2.0}
+ZERO = {cell: 0.0 for cell in FULL}
+
+
+def scores(**lost) -> dict[str, float]:
+    """Full marks except the grade cells named (``rnn_step_correct=0``)."""
+    return {**FULL, **{cell: float(points) for cell, points in lost.items()}}
+
+
+#: A wrong answer that loses 7 of the 8 points (keeps rnn_forward_shapes): the base of the
+#: cheating attempts, so that a cheat that worked would show as extra points.
+BIAS_LEFT_OUT = [("rnn_step_answer", "h_prev @ U + b)", "h_prev @ U)")]
+WRONG = scores(rnn_step_correct=0, rnn_forward_matches_keras=0, rnn_forward_initial_state=0)
+
+#: rnn_forward misbehaves only when an initial state is given: the hidden part of
+#: rnn_forward_shapes and rnn_forward_initial_state are hit, the other tests are not.
+WHEN_H0 = ("rnn_forward_answer", "B, T, _ = x.shape", "B, T, _ = x.shape\n    if h0 is not None:\n{code}")
+HIT_BY_H0 = scores(rnn_forward_shapes=0, rnn_forward_initial_state=0)
+
+
+def _when_h0(code: str) -> list[tuple[str, str, str]]:
+    body = "\n".join("        " + line for line in code.splitlines())
+    return [(WHEN_H0[0], WHEN_H0[1], WHEN_H0[2].format(code=body))]
+
+
+def _id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _cell(notebook, grade_id):
+    return next(c for c in notebook["cells"] if _id(c) == grade_id)
+
+
+def _extra_cell(notebook: dict, after: str, code: str) -> dict:
+    """A cell the student added (no nbgrader metadata) right after cell ``after``."""
+    notebook = copy.deepcopy(notebook)
+    index = next(i for i, c in enumerate(notebook["cells"]) if _id(c) == after)
+    notebook["cells"].insert(index + 1, {"cell_type": "code", "execution_count": None, "metadata": {},
+                                         "outputs": [], "source": code})
+    return notebook
+
+
+def _prepend(answer: str, code: str) -> list[tuple[str, str, str]]:
+    start = {"rnn_step_answer": "def rnn_step(", "rnn_forward_answer": "def rnn_forward("}[answer]
+    return [(answer, start, code + "\n" + start)]
+
+
+def correct(release, source):
+    return fill_in(release, source, [])
+
+
+def tf_logs(release, source):
+    return fill_in(release, source, [("rnn_step_answer", "def rnn_step(", TF_LOG_ON + "def rnn_step(")])
+
+
+def invalid_json(release, source):
+    return b'{"cells": [{"cell_type": "code", "source": "def rnn_step(x'
+
+
+def missing_notebook(release, source):
+    return None
+
+
+def empty_notebook(release, source):
+    return {"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+
+
+def deleted_grade_cell(release, source):
+    notebook = fill_in(release, source, [])
+    notebook["cells"] = [c for c in notebook["cells"] if _id(c) != "rnn_forward_matches_keras"]
+    return notebook
+
+
+def duplicated_grade_cell(release, source):
+    notebook = fill_in(release, source, BIAS_LEFT_OUT)
+    test = _cell(notebook, "rnn_step_correct")
+    copy_ = copy.deepcopy(test)
+    copy_["source"] = "pass  # a copy of the test, emptied"
+    notebook["cells"].insert(0, copy_)  # the emptied copy comes first
+    notebook["cells"].append(copy.deepcopy(test))
+    return notebook
+
+
+def retyped_grade_cell(release, source):
+    notebook = fill_in(release, source, BIAS_LEFT_OUT)
+    test = _cell(notebook, "rnn_step_correct")
+    test["cell_type"] = "markdown"
+    test.pop("outputs", None)
+    test.pop("execution_count", None)
+    return notebook
+
+
+def reordered_grade_cell(release, source):
+    notebook = fill_in(release, source, [])
+    test = _cell(notebook, "rnn_step_correct")
+    notebook["cells"].remove(test)
+    notebook["cells"].insert(0, test)  # before the setup cell and the answer
+    return notebook
+
+
+def edited_locked_cell(release, source):
+    notebook = fill_in(release, source, BIAS_LEFT_OUT)
+    _cell(notebook, "rnn_step_correct")["source"] = "print('the test passed')"
+    return notebook
+
+
+def infinite_loop(release, source):
+    return fill_in(release, source, _when_h0("while True:\n    pass"))
+
+
+def stuck_kernel(release, source):
+    """A loop that swallows the interrupt: the kernel must be replaced, not waited for."""
+    return _extra_cell(fill_in(release, source, []), "rnn_forward_answer",
+                       "import time\nwhile True:\n    try:\n        time.sleep(0.05)\n"
+                       "    except KeyboardInterrupt:\n        pass")
+
+
+def kernel_dies(release, source):
+    return fill_in(release, source, _when_h0("import os\nos._exit(1)"))
+
+
+def memory_hog(release, source):
+    return fill_in(release, source, _when_h0("hog = [np.ones(10**8) for _ in range(1000)]  # 800 GB"))
+
+
+def prints_megabytes(release, source):
+    notebook = fill_in(release, source, _prepend("rnn_step_answer", "print('x' * 10_000_000)"))
+    return notebook
+
+
+def allclose_override(release, source):
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend(
+        "rnn_step_answer", "np.allclose = lambda *args, **kwargs: True"))
+
+
+def allclose_patched_by_the_function(release, source):
+    return fill_in(release, source, [(
+        "rnn_step_answer", "return np.tanh(x_t @ K + h_prev @ U + b)",
+        "np.allclose = lambda *args, **kwargs: True\n    return np.tanh(x_t @ K + h_prev @ U)")])
+
+
+def testing_and_builtins_override(release, source):
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend("rnn_step_answer", (
+        "import builtins\n"
+        "np.testing.assert_allclose = lambda *args, **kwargs: None\n"
+        "np.isfinite = lambda x: np.ones(np.shape(x), dtype=bool)\n"
+        "builtins.abs = lambda x: 0\n"
+        "def isinstance(obj, kinds):\n    return True\n")))
+
+
+def tolerance_widened(release, source):
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend(
+        "rnn_step_answer", "import rnncourse.grading\nrnncourse.grading.FLOAT64_TOL.update(atol=10.0, rtol=10.0)"))
+
+
+def reference_replaced(release, source):
+    """The Keras reference replaced by the student's own function: wrong answers compare equal."""
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend("rnn_forward_answer", (
+        "import rnncourse.grading\n"
+        "def _mine(kind, x, weights, initial_state=None, **kwargs):\n"
+        "    h = rnn_forward(x, *weights, *(initial_state or []))\n"
+        "    return [h, h[:, -1]]\n"
+        "rnncourse.grading.keras_rnn = _mine")))
+
+
+def every_other_cheat(release, source):
+    """The other ways to make a wrong answer pass, all at once (each is restored and named):
+    np.testing / np.isfinite / builtins replaced, a builtin shadowed, the tolerance widened,
+    the Keras reference replaced by the student's own function, and an IPython input
+    transformer that turns every later cell, tests included, into `pass`."""
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend("rnn_step_answer", (
+        "import builtins\n"
+        "import rnncourse.grading\n"
+        "np.testing.assert_allclose = lambda *args, **kwargs: None\n"
+        "np.isfinite = lambda x: np.ones(np.shape(x), dtype=bool)\n"
+        "builtins.abs = lambda x: 0\n"
+        "def isinstance(obj, kinds):\n    return True\n"
+        "rnncourse.grading.FLOAT64_TOL.update(atol=10.0, rtol=10.0)\n")) + _prepend("rnn_forward_answer", (
+        "def _mine(kind, x, weights, initial_state=None, **kwargs):\n"
+        "    h = rnn_forward(x, *weights, *(initial_state or []))\n"
+        "    return [h, h[:, -1]]\n"
+        "rnncourse.grading.keras_rnn = _mine\n"
+        "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])")))
+
+
+def tests_turned_off(release, source):
+    """An IPython input transformer that turns every later cell, tests included, into `pass`."""
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend(
+        "rnn_forward_answer",
+        "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])"))
+
+
+SNOOP = """import json, os, socket
+found = {}
+for path in ['../../../solutions', '/work/main/solutions', '../../../submitted', '../../../gradebook.db']:
+    try:
+        found[path] = sorted(os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path)
+    except OSError as error:
+        found[path] = type(error).__name__
+try:
+    open('../../../planted.txt', 'w').write('x')
+    found['write'] = 'written'
+except OSError as error:
+    found['write'] = type(error).__name__
+try:
+    found['network'] = socket.create_connection(('1.1.1.1', 53), timeout=3) and 'connected'
+except OSError as error:
+    found['network'] = type(error).__name__
+import resource
+found['memory_limit'] = resource.getrlimit(resource.RLIMIT_AS)[0]
+found['cpu_limit'] = resource.getrlimit(resource.RLIMIT_CPU)[0]
+print('SNOOP ' + json.dumps(found))
+"""
+
+
+def snoop(release, source):
+    """Correct answers, and a cell that looks for the solutions, the gradebook, the others'
+    submissions and the network, and says what it found."""
+    return _extra_cell(fill_in(release, source, []), "rnn_forward_answer", SNOOP)
+
+
+HOSTILE = {
+    "correct": (correct, FULL),
+    "tf_logs": (tf_logs, FULL),
+    "invalid_json": (invalid_json, ZERO),
+    "missing_notebook": (missing_notebook, ZERO),
+    "empty_notebook": (empty_notebook, ZERO),
+    "deleted_grade_cell": (deleted_grade_cell, FULL),
+    "duplicated_grade_cell": (duplicated_grade_cell, WRONG),
+    "retyped_grade_cell": (retyped_grade_cell, WRONG),
+    "reordered_grade_cell": (reordered_grade_cell, FULL),
+    "edited_locked_cell": (edited_locked_cell, WRONG),
+    "infinite_loop": (infinite_loop, HIT_BY_H0),
+    "stuck_kernel": (stuck_kernel, FULL),
+    "kernel_dies": (kernel_dies, HIT_BY_H0),
+    "memory_hog": (memory_hog, HIT_BY_H0),
+    "prints_megabytes": (prints_megabytes, FULL),
+    "allclose_override": (allclose_override, WRONG),
+    "allclose_patched_by_the_function": (allclose_patched_by_the_function, ZERO),
+    "every_other_cheat": (every_other_cheat, WRONG),
+    "snoop": (snoop, FULL),
+}
+#: The same cheats one at a time (not graded by the test module, to keep it short; the
+#: benchmark uses them).
+SEPARATE_CHEATS = {
+    "testing_and_builtins_override": (testing_and_builtins_override, WRONG),
+    "tolerance_widened": (tolerance_widened, WRONG),
+    "reference_replaced": (reference_replaced, WRONG),
+    "tests_turned_off": (tests_turned_off, WRONG),
+}
+
+#: What each status file must say (the instructor's reason), beside the state.
+REASON = {
+    "invalid_json": "not a valid notebook",
+    "missing_notebook": "no rnn_forward.ipynb",
+    "empty_notebook": "put back",
+    "deleted_grade_cell": "rnn_forward_matches_keras",
+    "duplicated_grade_cell": "duplicated",
+    "retyped_grade_cell": "type was changed",
+    "reordered_grade_cell": "out of order",
+    "edited_locked_cell": "edited",
+    "tf_logs": "graded 8/8",
+    "correct": "graded 8/8",
+    "infinite_loop": "stopped after",
+    "stuck_kernel": "did not stop",
+    "kernel_dies": "kernel died",
+    "memory_hog": "MemoryError",
+    "prints_megabytes": "was cut",
+    "allclose_override": "numpy.allclose",
+    "allclose_patched_by_the_function": "changed while the test ran",
+    "every_other_cheat": ["numpy.testing.assert_allclose", "numpy.isfinite", "builtins.abs",
+                          "shadow builtins", "FLOAT64_TOL", "rnncourse.grading.keras_rnn",
+                          "input_transformers_cleanup"],
+}

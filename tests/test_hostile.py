@@ -1,0 +1,177 @@
+"""Hostile submissions (issue 7), graded beside a correct one in one class run.
+
+One throw-away course for ``rnn_forward``; every submission of ``tests/hostile.py`` is
+autograded by ``python -m rnncourse.classgrade`` (two Dask workers, each job a real
+``nbgrader autograde --student S``) with a short cell time limit (10 s), a 3 GB memory cap
+and a 120 s CPU cap written into the course's ``nbgrader_config.py``. Then: each grade
+cell's score in the gradebook, the reason in each status file, the correct student's
+clean status, output bounded, isolation, and a second run that skips what is done and,
+forced, gives the same scores.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from hostile import FULL, HOSTILE, REASON
+from rnncourse import course
+from rnncourse.grading import FLOAT64_TOL, check_array
+from rnncourse.nbgrader_hooks import isolation_available, suspicious_code
+
+ASSIGNMENT = "rnn_forward"
+TEST_LIMITS = """
+# tests/test_hostile.py: short limits so that the hostile class grades in minutes
+c.GuardedExecute.timeout = 10
+c.GuardedExecute.responsive_timeout = 3
+c.SandboxedKernelManager.memory_limit = 3 * 1024**3
+c.SandboxedKernelManager.cpu_limit = 120
+"""
+
+
+def classgrade(root, *args):
+    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
+                             "--workers", "2", *args], env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result.stdout
+
+
+def status(root, student):
+    return json.loads((root / "grading-status" / ASSIGNMENT / f"{student}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = course.new_course(tmp_path_factory.mktemp("hostile") / "course", [ASSIGNMENT])
+    with open(root / "nbgrader_config.py", "a") as handle:
+        handle.write(TEST_LIMITS)
+    release = course.read_notebook(course.generate(root, ASSIGNMENT))
+    source = course.read_notebook(root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    for student, (build, _) in HOSTILE.items():
+        handed_in = build(release, source)
+        folder = root / "submitted" / student / ASSIGNMENT
+        folder.mkdir(parents=True)
+        if handed_in is None:
+            (folder / "my_answers.py").write_text("def rnn_step(x_t, h_prev, K, U, b): ...\n")
+        elif isinstance(handed_in, bytes):
+            (folder / f"{ASSIGNMENT}.ipynb").write_bytes(handed_in)
+        else:
+            course.submit(root, ASSIGNMENT, student, handed_in)
+    output = classgrade(root)
+    return root, output
+
+
+def scores(root, student):
+    try:
+        return course.scores(root, ASSIGNMENT, student)
+    except Exception as error:  # noqa: BLE001
+        return {"error": repr(error)}
+
+
+# --- the class run ------------------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", list(HOSTILE))
+def test_each_submission_scores_exactly_what_it_deserves(graded, student):
+    root, _ = graded
+    assert scores(root, student) == HOSTILE[student][1], status(root, student).get("reason")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", list(REASON))
+def test_the_status_file_says_why(graded, student):
+    root, _ = graded
+    st = status(root, student)
+    assert st["state"] in ("graded", "failed") and st["seconds"] is not None
+    wanted = REASON[student] if isinstance(REASON[student], list) else [REASON[student]]
+    for fragment in wanted:
+        assert fragment in st["reason"], f"{student}: {fragment!r} not in {st['reason']!r}"
+
+
+@pytest.mark.slow
+def test_unreadable_submissions_fail_with_zero_in_the_export(graded):
+    root, _ = graded
+    for student in ("invalid_json", "missing_notebook"):
+        assert status(root, student)["state"] == "failed"
+    course.nbgrader("export", root=root)
+
+
+    with open(root / "grades.csv", newline="") as handle:
+        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
+    assert rows["invalid_json"] == 0 and rows["missing_notebook"] == 0
+    assert rows["correct"] == sum(FULL.values())
+
+
+@pytest.mark.slow
+def test_the_correct_students_are_untouched(graded):
+    root, output = graded
+    for student in ("correct", "tf_logs"):
+        st = status(root, student)
+        assert st["state"] == "graded" and st["reason"] == "graded 8/8", st["reason"]
+        assert all("error" not in test for test in st["tests"].values())
+    assert "[" in output and "correct" in output  # one progress line per submission
+
+
+@pytest.mark.slow
+def test_megabytes_of_output_are_cut(graded):
+    root, _ = graded
+    notebook = root / "autograded" / "prints_megabytes" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb"
+    assert notebook.stat().st_size < 200_000
+
+
+@pytest.mark.slow
+def test_student_code_is_isolated(graded):
+    root, _ = graded
+    notebook = course.read_notebook(root / "autograded" / "snoop" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    lines = [o["text"] for c in notebook["cells"] for o in c.get("outputs", [])
+             if o.get("name") == "stdout" and "SNOOP" in "".join(o["text"])]
+    found = json.loads("".join(lines[0]).split("SNOOP ", 1)[1])
+    assert found["memory_limit"] == 3 * 1024**3 and found["cpu_limit"] == 120
+    available = isolation_available()
+    if available["no_network"]:
+        assert found["network"] != "connected"
+    if available["hidden_paths"]:
+        assert found["../../../solutions"] == [] and found["/work/main/solutions"] in ([], "FileNotFoundError")
+        assert found["../../../submitted"] == []
+        assert found["../../../gradebook.db"] == 0
+        assert found["write"] != "written" and not (root / "planted.txt").exists()
+
+
+@pytest.mark.slow
+def test_a_second_run_skips_what_is_done_and_a_forced_one_agrees(graded):
+    root, _ = graded
+    before = {s: scores(root, s) for s in HOSTILE}
+    output = classgrade(root)
+    assert f"{len(HOSTILE)} submissions, 0 to grade" in output
+    again = ["correct", "allclose_patched_by_the_function", "deleted_grade_cell", "invalid_json"]
+    classgrade(root, "--force", *[f"--student={s}" for s in again])
+    assert {s: scores(root, s) for s in HOSTILE} == before
+
+
+# --- fast: why the guard is needed ----------------------------------------------------------------
+
+def test_an_override_of_np_allclose_reaches_the_checks_in_process(monkeypatch):
+    """Without the kernel guard a student's `np.allclose = ...` makes any answer pass:
+    rnncourse.grading looks np.allclose up on the shared numpy module at call time."""
+    wrong, right = np.zeros((2, 3)), np.ones((2, 3))
+    with pytest.raises(AssertionError):
+        check_array("h", wrong, right, **FLOAT64_TOL)
+    monkeypatch.setattr(np, "allclose", lambda *args, **kwargs: True)
+    check_array("h", wrong, right, **FLOAT64_TOL)  # passes: this is what GuardedExecute prevents
+
+
+def test_suspicious_code_names_the_tampering():
+    found = suspicious_code("import builtins\nnp.allclose = lambda *a, **k: True\n"
+                            "def isinstance(a, b):\n    return True\nos.environ['X'] = '1'\n")
+    assert any("np.allclose" in f for f in found)
+    assert any("imports builtins" in f for f in found)
+    assert any("redefines the builtin isinstance" in f for f in found)
+    assert not any("os.environ" in f for f in found)
