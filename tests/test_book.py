@@ -6,35 +6,16 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
+from bookpages import notebook_pages as chapter_pages
+from bookpages import toc_files
 
 REPO = Path(__file__).resolve().parent.parent
 HTML = REPO / "_build" / "html"
 TF_NOISE = ("absl::InitializeLog", "oneDNN custom operations", "cpu_feature_guard",
             "rebuild TensorFlow", "WARNING:absl")
 
+
 pytestmark = pytest.mark.slow
-
-
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters", []))
-    return files
-
-
-def chapter_pages() -> list[str]:
-    """Pages that are notebooks (they run code), by their jupytext header."""
-    return [f for f in toc_files()
-            if (REPO / f"{f}.md").is_file() and "jupytext:" in (REPO / f"{f}.md").read_text()[:300]]
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from urllib.parse import quote_plus, unquote, urljoin, urlsplit
 
 import nbformat
 import pytest
+from bookpages import notebook_pages, toc_files
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
@@ -49,31 +50,11 @@ SEARCHES = [
 SOLUTION_MARKERS = (b"BEGIN SOLUTION", b"HIDDEN TESTS")
 TIMEOUT_MS = 30_000
 
+
 pytestmark = pytest.mark.slow
 
 
 # --- what the book holds --------------------------------------------------------------------
-def toc_files() -> list[str]:
-    toc = yaml.safe_load((REPO / "_toc.yml").read_text(encoding="utf-8"))
-    files = [toc["root"]]
-
-    def walk(entries):
-        for entry in entries:
-            if "file" in entry:
-                files.append(entry["file"])
-            walk(entry.get("sections", []))
-
-    for part in toc.get("parts", []):
-        walk(part.get("chapters", []))
-    return files
-
-
-def notebook_pages() -> list[str]:
-    """Pages in the toc that are MyST-markdown notebooks (a jupytext header)."""
-    return [f for f in toc_files()
-            if (REPO / f"{f}.md").is_file() and "jupytext:" in (REPO / f"{f}.md").read_text()[:300]]
-
-
 def assignments() -> list[str]:
     return sorted(p.parent.name for p in (REPO / "exercises").glob("*/*.ipynb")
                   if p.stem == p.parent.name)
