@@ -210,12 +210,15 @@ def tests_turned_off(release, source):
 
 
 SNOOP = """import json, os, socket
+import rnncourse
+repo_solutions = os.path.join(os.path.dirname(os.path.dirname(rnncourse.__file__)), 'solutions')
 found = {}
-for path in ['../../../solutions', '/work/main/solutions', '../../../submitted', '../../../gradebook.db']:
+for key, path in [('../../../solutions',) * 2, ('repo solutions', repo_solutions),
+                  ('../../../submitted',) * 2, ('../../../gradebook.db',) * 2]:
     try:
-        found[path] = sorted(os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path)
+        found[key] = sorted(os.listdir(path)) if os.path.isdir(path) else os.path.getsize(path)
     except OSError as error:
-        found[path] = type(error).__name__
+        found[key] = type(error).__name__
 try:
     open('../../../planted.txt', 'w').write('x')
     found['write'] = 'written'
