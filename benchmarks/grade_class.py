@@ -1,6 +1,6 @@
 """Grade a generated class of ``rnn_forward`` submissions twice and print the times.
 
-    .venv/bin/python benchmarks/grade_class.py [--n 100] [--workers N] [--timeout 30]
+    .venv/bin/python benchmarks/grade_class.py [--n 100] [--workers N] [--timeout 30] [--ship]
 
 The class (``--n`` submissions) cycles through: correct answers (half), the realistic wrong
 answers of tests/submissions.py (three tenths), and the hostile submissions of
@@ -10,6 +10,8 @@ a memory hog, megabytes of output, cheats). It is graded
 1. in parallel by ``python -m rnncourse.classgrade rnn_forward`` (a local Dask cluster, one
    single-threaded worker per core unless ``--workers``), and
 2. by one serial ``nbgrader autograde rnn_forward`` over a copy of the same course,
+3. with ``--ship``, also by ``classgrade --ship`` (jobs carry the files, the client alone
+   writes the gradebook: the mode for workers on other machines) over a third copy,
 
 with the course's own nbgrader_config.py (cell time limit ``--timeout``). It prints
 seconds per submission, the total and the ratio, and checks that both runs gave every
@@ -31,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from hostile import HOSTILE, SEPARATE_CHEATS  # noqa: E402
+from hostile import HOSTILE, SEPARATE_CHEATS, hand_in  # noqa: E402
 from rnncourse import course  # noqa: E402
 from submissions import EXPECTED, fill_in  # noqa: E402
 
@@ -56,14 +58,7 @@ def build_class(root: Path, n: int) -> dict[str, str]:
         else:
             name, build = hostile[(k // 10 * 2 + slot - 8) % len(hostile)]
             kind, handed_in = f"hostile: {name}", build(release, source)
-        folder = root / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        if handed_in is None:
-            (folder / "answers.py").write_text("# not a notebook\n")
-        elif isinstance(handed_in, bytes):
-            (folder / f"{ASSIGNMENT}.ipynb").write_bytes(handed_in)
-        else:
-            course.write_notebook(folder / f"{ASSIGNMENT}.ipynb", handed_in)
+        hand_in(root, ASSIGNMENT, student, handed_in)
         kinds[student] = kind
     return kinds
 
@@ -84,6 +79,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=int, default=30, help="seconds per cell (default 30)")
     parser.add_argument("--keep", action="store_true", help="keep the course folders")
+    parser.add_argument("--ship", action="store_true", help="also time classgrade --ship")
     args = parser.parse_args()
 
     env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
@@ -95,15 +91,22 @@ def main() -> None:
     kinds = build_class(parallel, args.n)
     serial = work / "serial"
     shutil.copytree(parallel, serial)  # the same class, the same fresh gradebook
+    shipped = work / "shipped"
+    if args.ship:
+        shutil.copytree(parallel, shipped)
     # the copied config points hidden_paths at its own folder (CourseDirectory.root is the file's)
     print(f"{args.n} submissions ({sum(k == 'correct' for k in kinds.values())} correct, "
           f"{sum(k.startswith('wrong') for k in kinds.values())} wrong, "
           f"{sum(k.startswith('hostile') for k in kinds.values())} hostile) in {work}", flush=True)
 
-    start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(parallel),
-                    "--workers", str(args.workers)], env=env, check=True)
-    parallel_seconds = time.monotonic() - start
+    def classgrade(root: Path, *extra: str) -> float:
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
+                        "--workers", str(args.workers), *extra], env=env, check=True)
+        return time.monotonic() - start
+
+    parallel_seconds = classgrade(parallel)
+    ship_seconds = classgrade(shipped, "--ship") if args.ship else None
 
     start = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
@@ -114,14 +117,22 @@ def main() -> None:
 
     a, b = totals(parallel, kinds), totals(serial, kinds)
     differ = {s: (a[s], b[s], kinds[s]) for s in kinds if a[s] != b[s]}
+    if args.ship:
+        c = totals(shipped, kinds)
+        differ.update({s: (a[s], b[s], c[s], kinds[s]) for s in kinds if c[s] != a[s]})
     n = args.n
     print()
     print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}")
     print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}")
     print(f"{'classgrade, ' + str(args.workers) + ' Dask workers':34s}{parallel_seconds:10.1f}"
           f"{parallel_seconds / n:16.2f}")
+    if args.ship:
+        print(f"{'classgrade --ship, ' + str(args.workers) + ' workers':34s}{ship_seconds:10.1f}"
+              f"{ship_seconds / n:16.2f}")
     print(f"ratio serial / parallel: {serial_seconds / parallel_seconds:.2f} on {os.cpu_count()} cores")
-    print("same totals in both runs" if not differ else f"totals differ for {len(differ)}: {differ}")
+    if args.ship:
+        print(f"ratio serial / --ship: {serial_seconds / ship_seconds:.2f}")
+    print("same totals in every run" if not differ else f"totals differ for {len(differ)}: {differ}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
