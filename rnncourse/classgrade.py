@@ -1,7 +1,7 @@
 """Grade a whole class in parallel: one ``nbgrader autograde --student S`` per submission,
 each an independent Dask job.
 
-    python -m rnncourse.classgrade ASSIGNMENT [--workers N] [--scheduler tcp://HOST:8786]
+    python -m rnncourse.classgrade ASSIGNMENT [--workers N] [--scheduler tcp://HOST:8786 [--ship]]
                                               [--force] [--student S ...] [--root DIR]
 
 Run it in the course directory (or pass ``--root``) after ``nbgrader generate_assignment``
@@ -10,12 +10,14 @@ and after the submissions are in ``submitted/<student>/<ASSIGNMENT>/`` (by hand 
 usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
 
 * **Engine.** A local Dask cluster with one single-threaded worker per core by default, or
-  a running scheduler (``--scheduler``). Each job runs nbgrader in the course directory, so
-  the workers must share it (same machine, or one file system); the gradebook is SQLite in
-  that directory. Several ``nbgrader autograde --student`` processes writing one SQLite file
-  on one machine work (measured). SQLite on a network file system does not lock reliably:
-  across machines, see the *Instructor guide* (workers that share the course directory must
-  not write the gradebook over NFS).
+  a running scheduler (``--scheduler``). By default each job runs nbgrader in the course
+  directory, so the workers must share it (one machine); the gradebook is SQLite in that
+  directory, and several ``nbgrader autograde --student`` processes writing it on one
+  machine work (measured). SQLite on a network file system does not lock reliably, so for
+  workers on other machines use ``--ship``: each job carries the grading config, the
+  instructor's notebook and the submission; the worker grades in a private copy with its own
+  throw-away gradebook and returns the graded notebook; the client alone records it in the
+  course's gradebook with nbgrader's ``Autograde`` minus execution (one writer).
 * **Status.** ``grading-status/<ASSIGNMENT>/<student>.json`` per submission: state
   (queued, running, graded, failed), seconds, nbgrader's exit code, the reason in words,
   the notes of the course's nbgrader plug-ins (restored cells, tampering, timeouts, dead
@@ -33,11 +35,15 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
+
+from .course import submitted_students
 
 STATUS_DIR = "grading-status"
 NOTE = re.compile(r"RNNCOURSE-NOTE (\{.*\})\s*$")
@@ -45,13 +51,6 @@ DONE = ("graded", "failed")
 
 
 # --- what a submission is ---------------------------------------------------------------------
-
-def students(root: Path, assignment: str) -> list[str]:
-    folder = root / "submitted"
-    if not folder.is_dir():
-        return []
-    return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
-
 
 def fingerprint(root: Path, assignment: str, student: str) -> str:
     """Hash of the submission's files, the instructor notebook and the grading config."""
@@ -146,6 +145,130 @@ def autograde_one(root: str, assignment: str, student: str, extra: list[str], ti
             "worker": os.uname().nodename}
 
 
+# --- one job on a machine that does not share the course directory --------------------------------
+
+def instructor_files(root: Path, assignment: str) -> dict[str, bytes]:
+    """What a worker needs besides the submission: the grading config and the instructor's files."""
+    files = {"nbgrader_config.py": (root / "nbgrader_config.py").read_bytes()}
+    source = root / "solutions" / assignment
+    for path in sorted(source.rglob("*")):
+        if path.is_file() and ".ipynb_checkpoints" not in path.parts:
+            files[str(path.relative_to(root))] = path.read_bytes()
+    return files
+
+
+def submission_files(root: Path, assignment: str, student: str) -> dict[str, bytes]:
+    folder = root / "submitted" / student / assignment
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _write_files(base: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        path = (base / name).resolve()
+        if base.resolve() not in path.parents:
+            raise ValueError(f"refusing to write outside the job folder: {name}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+
+
+def _shipped_jobs_folder() -> Path:
+    """Where a worker keeps its course copies; hidden from every kernel it starts."""
+    import tempfile
+
+    folder = Path(tempfile.gettempdir()) / "rnncourse-classgrade"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder
+
+
+def _course_template(assignment: str, instructor: dict[str, bytes], timeout: float) -> Path:
+    """A private course on this worker with the assignment generated (its own gradebook).
+
+    Made once per worker machine and instructor version (the key hashes the files), under a
+    file lock so that two worker processes do not both make it.
+    """
+    import fcntl
+
+    digest = hashlib.sha256()
+    for name in sorted(instructor):
+        digest.update(name.encode() + b"\0" + instructor[name] + b"\0")
+    template = _shipped_jobs_folder() / f"{assignment}-{digest.hexdigest()[:16]}"
+    with open(f"{template}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (template / "ready").is_file():
+            shutil.rmtree(template, ignore_errors=True)
+            _write_files(template, instructor)
+            result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment,
+                                     "--force"], cwd=template, env=_nbgrader_env(), capture_output=True,
+                                    text=True, timeout=timeout)
+            if result.returncode != 0:
+                raise RuntimeError("nbgrader generate_assignment failed on the worker:\n"
+                                   + (result.stdout + result.stderr)[-2000:])
+            (template / "ready").write_text("")
+    return template
+
+
+def autograde_shipped(assignment: str, student: str, instructor: dict[str, bytes],
+                      submission: dict[str, bytes], extra: list[str], timeout: float) -> dict:
+    """The Dask job for workers that do not see the course directory (``--ship``).
+
+    The worker grades the submission in a private copy of the course (made from the files
+    sent with the job, with its own throw-away gradebook) by the same ``nbgrader autograde
+    --student S``, and returns the graded notebooks as ``executed`` with the job's result.
+    Nothing on the worker is kept; the course's gradebook is written by the client alone.
+    The kernel sees none of the worker's course copies (the template's solutions, the other
+    jobs' submissions) when the sandbox can hide paths: their folder joins ``hidden_paths``.
+    """
+    import tempfile
+
+    template = _course_template(assignment, instructor, timeout)
+    jobs = _shipped_jobs_folder() / "jobs"
+    jobs.mkdir(exist_ok=True)
+    job_dir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=jobs))
+    try:
+        shutil.copytree(template, job_dir, dirs_exist_ok=True)
+        with open(job_dir / "nbgrader_config.py", "a") as config:
+            config.write(f"\nc.SandboxedKernelManager.hidden_paths.append({str(_shipped_jobs_folder())!r})\n")
+        _write_files(job_dir / "submitted" / student / assignment, submission)
+        job = autograde_one(str(job_dir), assignment, student, extra, timeout)
+        graded = job_dir / "autograded" / student / assignment
+        job["executed"] = {p.name: p.read_bytes() for p in sorted(graded.glob("*.ipynb"))}
+        return job
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+
+
+def record_shipped(root: Path, assignment: str, student: str, executed: dict[str, bytes]) -> dict:
+    """Write a notebook graded elsewhere into this course: ``autograded/`` and the gradebook.
+
+    nbgrader's own ``Autograde`` runs here on the graded notebook with execution left out:
+    it saves the scores the outputs show (``SaveAutoGrades``), applies late penalties from
+    the submission's timestamp and checks the cells' metadata, exactly as in a normal run.
+    """
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
+    from traitlets.config.loader import PyFileConfigLoader
+
+    start = time.monotonic()
+    where = f"{STATUS_DIR}/{assignment}/executed"
+    folder = root / where / student / assignment
+    shutil.rmtree(folder, ignore_errors=True)
+    submitted = root / "submitted" / student / assignment
+    shutil.copytree(submitted, folder, ignore=shutil.ignore_patterns("*.ipynb"))
+    _write_files(folder, executed)
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(root)
+    config.CourseDirectory.submitted_directory = where
+    config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
+    config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's session warnings from nbgrader.api
+        result = NbGraderAPI(config=config).autograde(assignment, student, force=True, create=True)
+    if result.get("success"):
+        shutil.rmtree(folder.parent, ignore_errors=True)  # autograded/ holds the graded copy now
+    return {"recorded": bool(result.get("success")), "record_seconds": round(time.monotonic() - start, 2),
+            "errors": [] if result.get("success") else [str(result.get("error") or result.get("log"))[-500:]]}
+
+
 # --- reading the result ------------------------------------------------------------------------
 
 def test_results(root: Path, assignment: str, student: str) -> dict[str, dict]:
@@ -231,13 +354,17 @@ def _client(scheduler: str | None, workers: int):
 
 def grade_class(root: Path, assignment: str, *, workers: int | None = None, scheduler: str | None = None,
                 force: bool = False, only: list[str] | None = None, extra: list[str] | None = None,
-                job_timeout: float = 3600, quiet: bool = False) -> dict[str, dict]:
-    """Grade every submission of ``assignment`` under ``root``; return the statuses."""
+                job_timeout: float = 3600, quiet: bool = False, ship: bool = False) -> dict[str, dict]:
+    """Grade every submission of ``assignment`` under ``root``; return the statuses.
+
+    ``ship``: send each job the files it needs instead of the course directory's path, and
+    write the gradebook here alone (for workers on machines that do not share the course).
+    """
     root = Path(root).resolve()
     if not (root / "gradebook.db").is_file():
         raise SystemExit(f"{root / 'gradebook.db'} is missing: run `nbgrader generate_assignment "
                          f"{assignment}` first")
-    everyone = only or students(root, assignment)
+    everyone = only or submitted_students(root, assignment)
     statuses, todo = {}, []
     for student in everyone:
         status = read_status(root, assignment, student)
@@ -272,9 +399,15 @@ def grade_class(root: Path, assignment: str, *, workers: int | None = None, sche
         from dask.distributed import as_completed
 
         futures = {}
+        instructor = instructor_files(root, assignment) if ship else None
         for student in todo:
-            future = client.submit(autograde_one, str(root), assignment, student, list(extra or []),
-                                   job_timeout, key=f"autograde-{assignment}-{student}", pure=False)
+            if ship:
+                future = client.submit(autograde_shipped, assignment, student, instructor,
+                                       submission_files(root, assignment, student), list(extra or []),
+                                       job_timeout, key=f"autograde-{assignment}-{student}", pure=False)
+            else:
+                future = client.submit(autograde_one, str(root), assignment, student, list(extra or []),
+                                       job_timeout, key=f"autograde-{assignment}-{student}", pure=False)
             futures[future] = student
             status = read_status(root, assignment, student)
             status["state"] = "running"  # submitted to the engine; "queued" until then
@@ -286,6 +419,15 @@ def grade_class(root: Path, assignment: str, *, workers: int | None = None, sche
                 job = future.result()
             except Exception as error:  # noqa: BLE001 (a lost worker, a crashed job)
                 job = {"exit_code": None, "seconds": None, "notes": [], "errors": [repr(error)]}
+            if ship:
+                executed = job.pop("executed", None)
+                if executed:
+                    recorded = record_shipped(root, assignment, student, executed)
+                    job["record_seconds"] = recorded["record_seconds"]
+                    if not recorded["recorded"]:
+                        job.update(exit_code=job.get("exit_code") or -1, errors=recorded["errors"])
+                else:  # nothing came back: 0 in the gradebook, as for an unreadable submission
+                    _zero_grades(root, assignment, student)
             status = finish(root, assignment, student, job, status)
             write_status(root, assignment, student, status)
             statuses[student] = status
@@ -313,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
     parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
+    parser.add_argument("--ship", action="store_true",
+                        help="workers get the files, not the course directory; the gradebook is written "
+                             "here only (use it with --scheduler when workers are on other machines)")
     parser.add_argument("--force", action="store_true", help="grade again what is already graded")
     parser.add_argument("--student", action="append", help="only this student (repeatable)")
     parser.add_argument("--job-timeout", type=float, default=3600,
@@ -322,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     statuses = grade_class(Path(args.root), args.assignment, workers=args.workers, scheduler=args.scheduler,
                            force=args.force, only=args.student, extra=args.nbgrader_arg,
-                           job_timeout=args.job_timeout)
+                           job_timeout=args.job_timeout, ship=args.ship)
     failed = sorted(s for s, st in statuses.items() if st.get("state") != "graded")
     if failed:
         print(f"not graded ({len(failed)}): {', '.join(failed)}: see their status files", flush=True)

@@ -703,7 +703,9 @@ class SandboxedKernelManager(_AsyncKernelManager):
                 prefix = [shutil.which("unshare"), "--net", "--mount", "--pid", "--fork", "--kill-child",
                           "--mount-proc"]
                 hide = [p for p in [*self.hidden_paths, os.path.join(REPO, "solutions")] if os.path.exists(p)]
-                options.update(hide=sorted(set(hide)), private=self._private, drop_capabilities=True,
+                # deepest first: a folder hidden after the paths inside it cannot uncover them
+                hide = sorted(set(hide), key=lambda p: (-p.rstrip(os.sep).count(os.sep), p))
+                options.update(hide=hide, private=self._private, drop_capabilities=True,
                                read_only=sorted({p for p in (REPO, sys.prefix, *self.read_only_paths)
                                                  if os.path.isdir(p)}))
             else:

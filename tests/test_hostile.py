@@ -20,7 +20,7 @@ import sys
 import numpy as np
 import pytest
 
-from hostile import FULL, HOSTILE, REASON
+from hostile import FULL, HOSTILE, REASON, hand_in
 from rnncourse import course
 from rnncourse.grading import FLOAT64_TOL, check_array
 from rnncourse.nbgrader_hooks import isolation_available, suspicious_code
@@ -48,23 +48,21 @@ def status(root, student):
     return json.loads((root / "grading-status" / ASSIGNMENT / f"{student}.json").read_text())
 
 
-@pytest.fixture(scope="module")
-def graded(tmp_path_factory):
-    root = course.new_course(tmp_path_factory.mktemp("hostile") / "course", [ASSIGNMENT])
+def hostile_class(folder, students):
+    """A throw-away course with the test limits and these students' hostile submissions."""
+    root = course.new_course(folder, [ASSIGNMENT])
     with open(root / "nbgrader_config.py", "a") as handle:
         handle.write(TEST_LIMITS)
     release = course.read_notebook(course.generate(root, ASSIGNMENT))
     source = course.read_notebook(root / "solutions" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
-    for student, (build, _) in HOSTILE.items():
-        handed_in = build(release, source)
-        folder = root / "submitted" / student / ASSIGNMENT
-        folder.mkdir(parents=True)
-        if handed_in is None:
-            (folder / "my_answers.py").write_text("def rnn_step(x_t, h_prev, K, U, b): ...\n")
-        elif isinstance(handed_in, bytes):
-            (folder / f"{ASSIGNMENT}.ipynb").write_bytes(handed_in)
-        else:
-            course.submit(root, ASSIGNMENT, student, handed_in)
+    for student in students:
+        hand_in(root, ASSIGNMENT, student, HOSTILE[student][0](release, source))
+    return root
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = hostile_class(tmp_path_factory.mktemp("hostile") / "course", HOSTILE)
     output = classgrade(root)
     return root, output
 
@@ -127,13 +125,18 @@ def test_megabytes_of_output_are_cut(graded):
     assert notebook.stat().st_size < 200_000
 
 
-@pytest.mark.slow
-def test_student_code_is_isolated(graded):
-    root, _ = graded
+def snooped(root):
+    """What the snoop submission's extra cell found (the JSON it printed when graded)."""
     notebook = course.read_notebook(root / "autograded" / "snoop" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
     lines = [o["text"] for c in notebook["cells"] for o in c.get("outputs", [])
              if o.get("name") == "stdout" and "SNOOP" in "".join(o["text"])]
-    found = json.loads("".join(lines[0]).split("SNOOP ", 1)[1])
+    return json.loads("".join(lines[0]).split("SNOOP ", 1)[1])
+
+
+@pytest.mark.slow
+def test_student_code_is_isolated(graded):
+    root, _ = graded
+    found = snooped(root)
     assert found["memory_limit"] == 3 * 1024**3 and found["cpu_limit"] == 120
     available = isolation_available()
     if available["no_network"]:
@@ -154,6 +157,36 @@ def test_a_second_run_skips_what_is_done_and_a_forced_one_agrees(graded):
     again = ["correct", "allclose_patched_by_the_function", "deleted_grade_cell", "invalid_json"]
     classgrade(root, "--force", *[f"--student={s}" for s in again])
     assert {s: scores(root, s) for s in HOSTILE} == before
+
+
+#: Graded again with --ship: cases that touch every part of a job (a clean answer, log lines,
+#: no notebook, a repaired and an edited test cell, a dead kernel, a cheat the guard undoes).
+SHIPPED = ["correct", "tf_logs", "missing_notebook", "deleted_grade_cell", "edited_locked_cell",
+           "kernel_dies", "allclose_override", "snoop"]
+
+
+@pytest.mark.slow
+def test_workers_without_the_course_directory_give_the_same_grades(graded, tmp_path):
+    """--ship: jobs carry the files, workers grade in private copies, the gradebook is written
+    by the client alone; scores, reasons and graded notebooks match the shared-directory run."""
+    root, _ = graded
+    other = hostile_class(tmp_path / "course", SHIPPED)
+    output = classgrade(other, "--ship")
+    assert f"{len(SHIPPED)} submissions" in output
+    for student in SHIPPED:
+        assert scores(other, student) == scores(root, student) == HOSTILE[student][1], student
+        assert status(other, student)["reason"] == status(root, student)["reason"]
+    graded_here = course.read_notebook(other / "autograded" / "kernel_dies" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb")
+    assert any(o.get("ename") == "DeadKernelError" for c in graded_here["cells"] for o in c.get("outputs", []))
+    assert not any((other / "grading-status" / ASSIGNMENT / "executed").glob("*"))
+    if isolation_available()["hidden_paths"]:  # the worker's course copies are hidden too
+        found = snooped(other)
+        assert found["shipped"] == [] and found["../../../solutions"] == [], found
+        assert found["../../../submitted"] == [] and found["../../../gradebook.db"] == 0, found
+    course.nbgrader("export", root=other)
+    with open(other / "grades.csv", newline="") as handle:
+        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
+    assert rows == {s: sum(HOSTILE[s][1].values()) for s in SHIPPED}
 
 
 # --- fast: why the guard is needed ----------------------------------------------------------------
