@@ -17,6 +17,10 @@ A small local Sphinx extension, loaded from `_config.yml` (`sphinx: local_extens
 - **No console error on any page.** Sphinx 7.4 writes an inline script that an extension
   adds after the builder starts twice (sphinx-thebe's `const THEBE_JS_URL = …`, declared
   twice, is a SyntaxError in every page); the page's script list is de-duplicated.
+- **Run times in book order.** myst-nb's `{nb-exec-table}` (the *Run times* page) lists
+  pages by file name, with an emoji that some systems cannot show; this extension replaces
+  that table with one in the order of the book: each page's title, its run time, whether it
+  ran to the end, and when it last ran.
 - **Launch buttons only with a repository.** Binder/Colab buttons need the repository's
   address; unless `_config.yml` sets `repository: url:`, every launch provider is switched
   off, so no button points at Jupyter Book's placeholder repository.
@@ -36,6 +40,8 @@ from docutils import nodes
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
 from sphinx.util import logging
+from sphinx.addnodes import pending_xref
+from sphinx.transforms.post_transforms import SphinxPostTransform
 from sphinx.util.osutil import relative_uri
 
 logger = logging.getLogger(__name__)
@@ -250,6 +256,70 @@ def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
     copy_exercises(app)
 
 
+
+# --- run times ------------------------------------------------------------------------------
+
+def _book_order(env) -> list[str]:
+    """Every document reachable from the root's toctrees, in reading order."""
+    order, seen = [], set()
+
+    def walk(docname):
+        if docname in seen:
+            return
+        seen.add(docname)
+        order.append(docname)
+        for child in env.toctree_includes.get(docname, []):
+            walk(child)
+
+    walk(env.config.root_doc)
+    return order
+
+
+class RunTimesTable(SphinxPostTransform):
+    """Replace myst-nb's execution-statistics placeholder (before myst-nb's own transform,
+    priority 8, and before references are resolved) with a table in book order."""
+
+    default_priority = 7
+
+    def run(self, **kwargs) -> None:
+        from datetime import datetime
+
+        from myst_nb.ext.execution_tables import ExecutionStatsNode
+        from myst_nb.sphinx_ import NbMetadataCollector
+
+        for placeholder in list(self.document.findall(ExecutionStatsNode)):
+            metadata = NbMetadataCollector.get_doc_data(self.env)
+            table = nodes.table(classes=["colwidths-auto", "course-run-times"])
+            group = nodes.tgroup(cols=4)
+            table += group
+            for _ in range(4):
+                group += nodes.colspec(colwidth=25)
+            head, body = nodes.thead(), nodes.tbody()
+            group += head
+            group += body
+            row = nodes.row()
+            for name in ("Page", "Run time (s)", "Result", "Last run"):
+                row += nodes.entry("", nodes.paragraph(text=name))
+            head += row
+            for docname in _book_order(self.env):
+                data = metadata.get(docname, {}).get("exec_data")
+                if not data:
+                    continue
+                link = pending_xref(refdoc=self.env.docname, reftarget="/" + docname, reftype="doc",
+                                    refdomain="std", refexplicit=True, refwarn=True, classes=["xref", "doc"])
+                title = self.env.titles.get(docname)
+                link += nodes.inline(text=title.astext() if title is not None else docname)
+                seconds = "-" if data.get("runtime") is None else f"{data['runtime']:.1f}"
+                result = "ran to the end" if data.get("succeeded") else "failed"
+                when = datetime.fromtimestamp(data["mtime"]).strftime("%Y-%m-%d %H:%M") if data.get("mtime") else ""
+                row = nodes.row()
+                for content in (nodes.paragraph("", "", link), nodes.paragraph(text=seconds),
+                                nodes.paragraph(text=result), nodes.paragraph(text=when)):
+                    row += nodes.entry("", content)
+                body += row
+            placeholder.replace_self(table)
+
+
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", launch_buttons_need_a_repository)
     app.connect("builder-inited", check_mathjax)
@@ -258,4 +328,5 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("doctree-resolved", add_download_link)
     app.connect("html-page-context", deduplicate_scripts, priority=900)
     app.connect("build-finished", copy_site_files)
+    app.add_post_transform(RunTimesTable)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
