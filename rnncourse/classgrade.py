@@ -303,7 +303,8 @@ def _zero_grades(root: Path, assignment: str, student: str) -> None:
     """A submission nbgrader cannot read still gets 0 in the gradebook (so export lists it)."""
     from nbgrader.api import Gradebook
 
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SQLAlchemy's session warnings from nbgrader.api
         try:
             gradebook.find_student(student)
         except Exception:  # noqa: BLE001
