@@ -37,11 +37,11 @@ from typing import Any
 
 import yaml
 from docutils import nodes
+from sphinx.addnodes import pending_xref
 from sphinx.application import Sphinx
 from sphinx.errors import ExtensionError
-from sphinx.util import logging
-from sphinx.addnodes import pending_xref
 from sphinx.transforms.post_transforms import SphinxPostTransform
+from sphinx.util import logging
 from sphinx.util.osutil import relative_uri
 
 logger = logging.getLogger(__name__)
@@ -254,7 +254,6 @@ def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
             copy_tree(part, static / part.relative_to(es5))
         copy_if_changed(es5.parent / "LICENSE", static / "LICENSE")  # Apache-2.0
     copy_exercises(app)
-
 
 
 # --- run times ------------------------------------------------------------------------------

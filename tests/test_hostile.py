@@ -5,8 +5,8 @@ autograded by ``python -m rnncourse.classgrade`` (two Dask workers, each job a r
 ``nbgrader autograde --student S``) with a short cell time limit (10 s), a 3 GB memory cap
 and a 120 s CPU cap written into the course's ``nbgrader_config.py``. Then: each grade
 cell's score in the gradebook, the reason in each status file, the correct student's
-clean status, output bounded, isolation, and a second run that skips what is done and,
-forced, gives the same scores.
+clean status, output bounded, isolation, a second run that skips what is done and,
+forced, gives the same scores, and part of the class graded again with ``--ship``.
 """
 
 from __future__ import annotations
@@ -168,7 +168,8 @@ SHIPPED = ["correct", "tf_logs", "missing_notebook", "deleted_grade_cell", "edit
 @pytest.mark.slow
 def test_workers_without_the_course_directory_give_the_same_grades(graded, tmp_path):
     """--ship: jobs carry the files, workers grade in private copies, the gradebook is written
-    by the client alone; scores, reasons and graded notebooks match the shared-directory run."""
+    by the client alone; scores, reasons and the export match the shared-directory run, the
+    graded notebooks come back to autograded/, and the kernels cannot see the copies."""
     root, _ = graded
     other = hostile_class(tmp_path / "course", SHIPPED)
     output = classgrade(other, "--ship")
