@@ -220,14 +220,14 @@ def autograde_shipped(assignment: str, student: str, instructor: dict[str, bytes
     """
     import tempfile
 
+    copies = _shipped_jobs_folder()
     template = _course_template(assignment, instructor, timeout)
-    jobs = _shipped_jobs_folder() / "jobs"
-    jobs.mkdir(exist_ok=True)
-    job_dir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=jobs))
+    (copies / "jobs").mkdir(exist_ok=True)
+    job_dir = Path(tempfile.mkdtemp(prefix=f"{student}-", dir=copies / "jobs"))
     try:
         shutil.copytree(template, job_dir, dirs_exist_ok=True)
         with open(job_dir / "nbgrader_config.py", "a") as config:
-            config.write(f"\nc.SandboxedKernelManager.hidden_paths.append({str(_shipped_jobs_folder())!r})\n")
+            config.write(f"\nc.SandboxedKernelManager.hidden_paths.append({str(copies)!r})\n")
         _write_files(job_dir / "submitted" / student / assignment, submission)
         job = autograde_one(str(job_dir), assignment, student, extra, timeout)
         graded = job_dir / "autograded" / student / assignment
@@ -403,12 +403,12 @@ def grade_class(root: Path, assignment: str, *, workers: int | None = None, sche
         instructor = instructor_files(root, assignment) if ship else None
         for student in todo:
             if ship:
-                future = client.submit(autograde_shipped, assignment, student, instructor,
-                                       submission_files(root, assignment, student), list(extra or []),
-                                       job_timeout, key=f"autograde-{assignment}-{student}", pure=False)
+                task, where = autograde_shipped, (assignment, student, instructor,
+                                                  submission_files(root, assignment, student))
             else:
-                future = client.submit(autograde_one, str(root), assignment, student, list(extra or []),
-                                       job_timeout, key=f"autograde-{assignment}-{student}", pure=False)
+                task, where = autograde_one, (str(root), assignment, student)
+            future = client.submit(task, *where, list(extra or []), job_timeout,
+                                   key=f"autograde-{assignment}-{student}", pure=False)
             futures[future] = student
             status = read_status(root, assignment, student)
             status["state"] = "running"  # submitted to the engine; "queued" until then
