@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from rnncourse import runcache
 from rnncourse.data import first_symbol
 from rnncourse.seeding import seed_everything
 
@@ -130,11 +131,34 @@ def train_first_symbol(
     Adam with ``global_clipnorm``; training and validation data come from different
     seeds (``seed`` and ``10_000 + seed``). ``layer_kwargs`` go to the recurrent layer.
     With ``return_model`` the result is ``(run, trained_keras_model)``.
-    """
-    import keras
 
+    When the run cache is on (:mod:`rnncourse.runcache`, as in the book build), an
+    identical earlier run is loaded instead of trained again: its :class:`Run` (including
+    the seconds it took) and its trained weights.
+    """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    arguments = dict(cell=cell, lag=lag, seed=seed, task=task, units=units, n_symbols=n_symbols,
+                     n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size,
+                     learning_rate=learning_rate, global_clipnorm=global_clipnorm,
+                     layer_kwargs=layer_kwargs)
+    run, weights = runcache.cached("train_first_symbol", arguments,
+                                   lambda: _train(**arguments))
+    model = None
+    if return_model:  # the same uncompiled model whether the run was trained or loaded
+        model = first_symbol_model(cell, lag, units, n_symbols, task=task, **layer_kwargs)
+        model.set_weights(weights)
+    # Leave the random generators in a state that depends on the arguments only, so that
+    # what a page draws next is the same whether this run was trained or loaded.
+    seed_everything(seed)
+    return (run, model) if return_model else run
+
+
+def _train(*, cell, lag, seed, task, units, n_symbols, n_train, n_val, epochs, batch_size,
+           learning_rate, global_clipnorm, layer_kwargs):
+    """Train as :func:`train_first_symbol` says; return the ``Run`` and the trained weights."""
+    import keras
+
     seed_everything(seed)
     x, y = make_task(task, n_train, lag, n_symbols, seed=seed)
     x_val, y_val = make_task(task, n_val, lag, n_symbols, seed=10_000 + seed)
@@ -148,7 +172,7 @@ def train_first_symbol(
     accuracy = float(history.history["val_accuracy"][-1])
     run = Run(cell, lag, seed, units, model.count_params(), accuracy, 1.0 / n_symbols, seconds,
               tuple(float(a) for a in history.history["val_accuracy"]), task)
-    return (run, model) if return_model else run
+    return run, model.get_weights()
 
 
 def lag_sweep(cells=CELLS, lags=(10, 20, 30, 50), seeds=(0, 1), *,
