@@ -138,10 +138,10 @@ def train_first_symbol(
     """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
-    arguments = dict(cell=cell, lag=lag, seed=seed, task=task, units=units, n_symbols=n_symbols,
-                     n_train=n_train, n_val=n_val, epochs=epochs, batch_size=batch_size,
-                     learning_rate=learning_rate, global_clipnorm=global_clipnorm,
-                     layer_kwargs=layer_kwargs)
+    arguments = {"cell": cell, "lag": lag, "seed": seed, "task": task, "units": units,
+                 "n_symbols": n_symbols, "n_train": n_train, "n_val": n_val, "epochs": epochs,
+                 "batch_size": batch_size, "learning_rate": learning_rate,
+                 "global_clipnorm": global_clipnorm, "layer_kwargs": layer_kwargs}
     run, weights = runcache.cached("train_first_symbol", arguments,
                                    lambda: _train(**arguments))
     model = None

@@ -24,8 +24,9 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ENV = "RNNCOURSE_RUN_CACHE"
 #: The modules whose code determines a cached run: a change to any of them is a new key.
