@@ -67,3 +67,14 @@ def test_the_run_times_page_lists_every_notebook_page_in_book_order(build):
     for page, (link, seconds, result, _) in zip(pages, cells):
         assert re.sub(r"<[^>]+>", "", link) != page, f"{page}: shown by file name, not title"
         assert result == "ran to the end" and float(seconds) > 0, f"{page}: {seconds} s, {result}"
+
+
+def test_pages_were_read_and_executed_in_parallel(build):
+    """_ext/parallel_pages.py turns on Sphinx's parallel read on a machine with several cores
+    (Sphinx refuses, with a warning that -W makes an error, if an extension is not safe)."""
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if int(os.environ.get("BOOK_JOBS") or cores or 1) < 2:
+        pytest.skip("one core: the book builds serially")
+    assert "[parallel_pages] executing pages in" in build.stdout

@@ -1,0 +1,91 @@
+"""Execute the book's pages on every core at once.
+
+myst-nb executes a page while Sphinx *reads* it, so the pages run in parallel exactly when
+Sphinx reads in parallel. Jupyter Book 1's command line has no ``-j``; this extension turns
+on Sphinx's parallel read (every extension the book uses declares itself parallel-read
+safe, or Sphinx would refuse with a warning, which ``-W`` makes an error) and gives each
+page its own reader process, longest page first, so that one slow page does not share a
+process with the others (Sphinx would otherwise read a fixed block of pages per process).
+
+``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
+The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
+starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
+it once.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import sphinx.builders
+from sphinx.application import Sphinx
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+
+
+def jobs() -> int:
+    """Reader processes: ``BOOK_JOBS``, or the cores this process may use."""
+    value = os.environ.get("BOOK_JOBS", "").strip()
+    if value:
+        return max(1, int(value))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS
+        return max(1, os.cpu_count() or 1)
+
+
+def one_page_per_process(srcdir: Path, suffixes: tuple[str, ...]):
+    """A ``make_chunks`` for the read phase: one page a chunk, the largest source first."""
+
+    def size(docname: str) -> int:
+        for suffix in suffixes:
+            path = srcdir / (docname + suffix)
+            if path.exists():
+                return path.stat().st_size
+        return 0
+
+    def make_chunks(arguments, nproc, maxbatch=10):
+        return [[docname] for docname in sorted(arguments, key=size, reverse=True)]
+
+    return make_chunks
+
+
+_SPHINX_MAKE_CHUNKS = sphinx.builders.make_chunks
+
+
+def declare_multitoc_numbering_parallel_safe(app: Sphinx) -> None:
+    """sphinx_external_toc always loads sphinx_multitoc_numbering, which does not say whether
+    it is parallel-read safe, so Sphinx would read serially (with a warning that -W makes an
+    error). All it does is replace ``TocTreeCollector.assign_section_numbers``, which Sphinx
+    calls in the main process after the pages' environments are merged: it is safe."""
+    extension = app.extensions.get("sphinx_multitoc_numbering")
+    if extension is not None and extension.parallel_read_safe is None:
+        extension.parallel_read_safe = True
+
+
+def read_in_parallel(app: Sphinx, config: Any) -> None:
+    declare_multitoc_numbering_parallel_safe(app)
+    n = jobs()
+    if n > 1 and app.parallel <= 1:
+        app.parallel = n
+    if app.parallel > 1:
+        suffixes = tuple(config.source_suffix) if config.source_suffix else (".md",)
+        sphinx.builders.make_chunks = one_page_per_process(Path(app.srcdir), suffixes)
+        logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
+    os.environ.setdefault("RNNCOURSE_RUN_CACHE", str(Path(app.outdir).parent / ".run_cache"))
+
+
+def write_serially(app: Sphinx, env: Any) -> list[str]:
+    """After reading: write the HTML in this process, as a plain build does (it is fast)."""
+    app.parallel = 1
+    sphinx.builders.make_chunks = _SPHINX_MAKE_CHUNKS
+    return []
+
+
+def setup(app: Sphinx) -> dict[str, Any]:
+    app.connect("config-inited", read_in_parallel)
+    app.connect("env-updated", write_serially)
+    return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

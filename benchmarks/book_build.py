@@ -1,0 +1,83 @@
+"""How long the book takes to build: clean, cached, and (optionally) one page at a time.
+
+    .venv/bin/python benchmarks/book_build.py            # clean build on every core, then cached
+    .venv/bin/python benchmarks/book_build.py --serial   # also a clean build with BOOK_JOBS=1
+
+Each build is `jupyter-book build . -n -W --keep-going` (what `make book` runs) into a
+temporary output folder, so the repository's own _build/ and its caches are untouched. A
+clean build starts with no execution cache and no run cache: every page executes. The
+cached rebuild then deletes the HTML and doctrees but keeps the caches (what an author gets
+after editing prose). For each clean build it prints the wall time beside the sum of the
+pages' own execution times (myst-nb's "Executed notebook in N seconds"), and their ratio:
+above 1 means pages ran at the same time. It asserts nothing: speed is measured, not tested.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+EXECUTED = re.compile(r"^(\S+): Executed notebook in ([0-9.]+) seconds", re.MULTILINE)
+
+
+def build(output: Path, jobs: int | None) -> tuple[float, dict[str, float]]:
+    """One strict build into ``output``; its wall time and each executed page's seconds."""
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env.pop("RNNCOURSE_RUN_CACHE", None)      # the build sets its own, inside output
+    if jobs is not None:
+        env["BOOK_JOBS"] = str(jobs)
+    start = time.perf_counter()
+    done = subprocess.run([str(bin_dir / "jupyter-book"), "build", ".", "-n", "-W", "--keep-going",
+                           "--path-output", str(output)],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0 or "warning" in done.stderr.lower():
+        sys.exit(f"the build failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
+                 f"{done.stderr[-3000:]}")
+    pages = {Path(path).stem: float(s) for path, s in EXECUTED.findall(done.stdout)}
+    return seconds, pages
+
+
+def report(label: str, seconds: float, pages: dict[str, float]) -> None:
+    total = sum(pages.values())
+    print(f"{label}: {seconds:6.1f} s wall; {len(pages)} pages executed, "
+          f"{total:6.1f} s of page execution in all (execution / wall = {total / seconds:.2f})")
+    for page, s in sorted(pages.items(), key=lambda item: -item[1]):
+        print(f"    {page:<28} {s:6.1f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--serial", action="store_true",
+                        help="also build clean with BOOK_JOBS=1 (the baseline: one page at a time)")
+    args = parser.parse_args()
+    print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the start")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "book"
+        clean, pages = build(out, None)
+        report("clean build, all cores", clean, pages)
+        shutil.rmtree(out / "_build" / "html")
+        shutil.rmtree(out / "_build" / ".doctrees", ignore_errors=True)
+        cached, _ = build(out, None)
+        print(f"cached rebuild (HTML and doctrees deleted, caches kept): {cached:6.1f} s wall")
+        if args.serial:
+            serial_out = Path(tmp) / "serial"
+            serial, serial_pages = build(serial_out, 1)
+            report("clean build, BOOK_JOBS=1", serial, serial_pages)
+            print(f"parallel / serial clean build: {clean / serial:.2f} "
+                  f"({serial / clean:.2f}x faster)")
+    print(f"load average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
