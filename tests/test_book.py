@@ -58,10 +58,10 @@ def test_the_run_times_page_lists_every_notebook_page_in_book_order(build):
     """The build's own table of execution times (chapters/run_times.md): one row per page
     that runs code, in the order of the book, each with its title, a time and its result."""
     text = (HTML / "chapters" / "run_times.html").read_text(encoding="utf-8")
-    table = re.search(r'<table[^>]*course-run-times.*?</table>', text, flags=re.S)
+    table = re.search(r'<table[^>]*course-run-times.*?</table>', text, flags=re.DOTALL)
     assert table, "no run-times table"
-    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table.group(0), flags=re.S)[1:]
-    cells = [re.findall(r"<td><p>(.*?)</p></td>", row, flags=re.S) for row in rows]
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", table.group(0), flags=re.DOTALL)[1:]
+    cells = [re.findall(r"<td><p>(.*?)</p></td>", row, flags=re.DOTALL) for row in rows]
     pages = ["chapters/" + re.search(r'href="([^"#]+)\.html"', c[0]).group(1) for c in cells]
     assert pages == chapter_pages()
     for page, (link, seconds, result, _) in zip(pages, cells):

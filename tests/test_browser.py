@@ -28,8 +28,8 @@ from urllib.parse import quote_plus, unquote, urljoin, urlsplit
 
 import nbformat
 import pytest
-from bookpages import notebook_pages, toc_files
 import yaml
+from bookpages import notebook_pages, toc_files
 
 REPO = Path(__file__).resolve().parent.parent
 HTML = REPO / "_build" / "html"
@@ -75,7 +75,7 @@ def site(built_book) -> Path:
 
 
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 (the base class's name)
+    def log_message(self, format, *args):
         pass
 
 
@@ -93,7 +93,7 @@ def server(site):
 
 
 def fetch(url: str) -> bytes:
-    with urllib.request.urlopen(url, timeout=30) as response:  # noqa: S310 (127.0.0.1 only)
+    with urllib.request.urlopen(url, timeout=30) as response:
         return response.read()
 
 

@@ -6,9 +6,19 @@ import numpy as np
 import pytest
 
 import rnncourse  # noqa: F401  (quiets TensorFlow before anything imports it)
-from rnncourse.experiments import (BUDGET, CELLS, TASKS, Run, first_symbol_model, lag_sweep,
-                                   make_task, marked_symbol, n_features, summarise,
-                                   train_first_symbol)
+from rnncourse.experiments import (
+    BUDGET,
+    CELLS,
+    TASKS,
+    Run,
+    first_symbol_model,
+    lag_sweep,
+    make_task,
+    marked_symbol,
+    n_features,
+    summarise,
+    train_first_symbol,
+)
 
 
 # --- the marked-symbol task -----------------------------------------------------------------
@@ -118,7 +128,7 @@ def test_a_tiny_run_returns_a_run_with_an_accuracy(task):
 
 
 def test_tiny_runs_are_repeatable_and_the_sweep_covers_every_combination():
-    kwargs = dict(units=3, n_train=32, n_val=16, epochs=1, batch_size=16)
+    kwargs = {"units": 3, "n_train": 32, "n_val": 16, "epochs": 1, "batch_size": 16}
     runs = lag_sweep(cells=("SimpleRNN",), lags=(1, 2), seeds=(0, 1), **kwargs)
     assert [(r.cell, r.lag, r.seed) for r in runs] == [
         ("SimpleRNN", 1, 0), ("SimpleRNN", 1, 1), ("SimpleRNN", 2, 0), ("SimpleRNN", 2, 1)]
@@ -127,7 +137,7 @@ def test_tiny_runs_are_repeatable_and_the_sweep_covers_every_combination():
 
 
 def test_the_sweep_can_keep_its_trained_models():
-    kwargs = dict(units=3, n_train=32, n_val=16, epochs=1, batch_size=16)
+    kwargs = {"units": 3, "n_train": 32, "n_val": 16, "epochs": 1, "batch_size": 16}
     kept = {}
     runs = lag_sweep(cells=("GRU",), lags=(2,), seeds=(0, 1), keep_models=kept, **kwargs)
     assert sorted(kept) == [("GRU", 2, 0), ("GRU", 2, 1)]
