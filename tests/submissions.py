@@ -391,3 +391,60 @@ def fill_in(release: dict, source: dict, edits: list[tuple[str, str, str]]) -> d
         if _grade_id(cell) in code:
             cell["source"] = code[_grade_id(cell)]
     return notebook
+
+
+# parallel_scan (Part V): the minGRU sequentially, a doubling log-cumsum-exp scan, the
+# minGRU as a parallel scan, and the backward pass of the linear recurrence.
+PARALLEL_LCSE = {"logcumsumexp_correct", "min_gru_parallel_matches_tf"}
+
+EXPECTED["parallel_scan"] = {
+    "correct": ([], set()),
+    "Keras's z convention (z keeps the old state)": (
+        [("min_gru_sequential_answer", "h = (1 - z) * h + z * h_tilde", "h = z * h + (1 - z) * h_tilde")],
+        {"min_gru_sequential_matches_tf"}),
+    "gates taken from h_prev as well as x_t": (
+        [("min_gru_sequential_answer", "z = sigmoid(k[:, :H])", "z = sigmoid(k[:, :H] + h)")],
+        {"min_gru_sequential_matches_tf"}),
+    "candidate without g (linear h_tilde)": (
+        [("min_gru_sequential_answer", "h_tilde = g(k[:, H:])", "h_tilde = k[:, H:]")],
+        {"min_gru_sequential_matches_tf"}),
+    "log-space trick without the stabilising max": (
+        [("logcumsumexp_answer", "m + np.log(np.exp(out - m) + np.exp(shifted - m))",
+          "np.log(np.exp(out) + np.exp(shifted))")],
+        PARALLEL_LCSE),
+    "wrong identity element (padding with 0 instead of -inf)": (
+        [("logcumsumexp_answer", "np.full_like(out[:, :k], -np.inf)", "np.full_like(out[:, :k], 0.0)")],
+        PARALLEL_LCSE),
+    "too few doubling steps (floor(log2 T))": (
+        [("logcumsumexp_answer", "while k < T:", "while 2 * k <= T:")],
+        PARALLEL_LCSE),
+    "TensorFlow's cumulative_logsumexp borrowed": (
+        [("logcumsumexp_answer", "out = np.asarray(v, dtype=float)",
+          "import tensorflow as tf\n    return tf.math.cumulative_logsumexp(v, axis=1).numpy()")],
+        PARALLEL_LCSE),
+    "off-by-one in the scan (logcumsumexp read one entry early)": (
+        [("min_gru_parallel_answer", "logcumsumexp(values)[:, 1:]", "logcumsumexp(values)[:, :-1]")],
+        {"min_gru_parallel_matches_tf"}),
+    "backward: da from h_t instead of h_{t-1}": (
+        [("linear_scan_backward_answer", "da[:, t] = g_t * h_prev[:, t]", "da[:, t] = g_t * h[:, t]")],
+        {"linear_scan_backward_matches_tape"}),
+    "backward: a_t used where a_{t+1} belongs": (
+        [("linear_scan_backward_answer", "g_t = dh[:, t] + g_t", "g_t = dh[:, t] + a[:, t] * g_t"),
+         ("linear_scan_backward_answer", "g_t = a[:, t] * g_t                  # passed on to h_{t-1}", "")],
+        {"linear_scan_backward_matches_tape"}),
+    "backward: iterating forward in time": (
+        [("linear_scan_backward_answer", "for t in reversed(range(T)):", "for t in range(T):")],
+        {"linear_scan_backward_matches_tape"}),
+}
+
+MESSAGES["parallel_scan"] = {
+    "Keras's z convention (z keeps the old state)": "Keras's GRU convention",
+    "gates taken from h_prev as well as x_t": "the gates depend on x_t only",
+    "candidate without g (linear h_tilde)": "the candidate used without g",
+    "log-space trick without the stabilising max": "the stabilising max",
+    "wrong identity element (padding with 0 instead of -inf)": "the identity of log-add-exp is -inf",
+    "too few doubling steps (floor(log2 T))": "ceil(log2(T))",
+    "TensorFlow's cumulative_logsumexp borrowed": "this exercise asks for NumPy only",
+    "off-by-one in the scan (logcumsumexp read one entry early)": "read one entry too early",
+    "backward: da from h_t instead of h_{t-1}": "da_t taken from h_t instead of h_{t-1}",
+}
