@@ -203,17 +203,35 @@ def write_notebook(app: Sphinx, pagename: str, templatename: str, context: dict[
     """html-page-context: write the page's .ipynb and list it in the theme's download menu."""
     if doctree is None or not is_notebook(app, pagename):
         return
-    source = Path(app.env.doc2path(pagename))
-    target = Path(app.outdir) / notebook_target(pagename)
+    refresh_notebook(app, pagename)
+    context["ipynb_source"] = f"{pagename}.ipynb"  # the theme's ".ipynb" download item
+
+
+def refresh_notebook(app: Sphinx, docname: str) -> None:
+    """<site>/_sources/<page>.ipynb: the page's code with this version's set-up cell first."""
+    source = Path(app.env.doc2path(docname))
+    target = Path(app.outdir) / notebook_target(docname)
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix == ".ipynb":
         shutil.copyfile(source, target)
-    else:
-        setupcell = setupcell_module(app.srcdir)
-        text = notebook_json(source, setupcell.make_cell(course_version(app), site_url(app)))
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
-    context["ipynb_source"] = f"{pagename}.ipynb"  # the theme's ".ipynb" download item
+        return
+    setupcell = setupcell_module(app.srcdir)
+    text = notebook_json(source, setupcell.make_cell(course_version(app), site_url(app)))
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+
+
+def refresh_all_notebooks(app: Sphinx) -> None:
+    """Pages Sphinx did not rewrite (unchanged) still get the current set-up cell."""
+    for docname in sorted(app.env.found_docs):
+        if is_notebook(app, docname):
+            refresh_notebook(app, docname)
+
+
+def setup_page_is_always_read(app: Sphinx, env: Any, added: set, changed: set,
+                              removed: set) -> list[str]:
+    """env-get-outdated: the set-up page names the version, which its source does not hold."""
+    return [SETUP_DOC] if SETUP_DOC in env.found_docs else []
 
 
 def add_download_link(app: Sphinx, doctree: nodes.document, docname: str) -> None:
@@ -349,23 +367,22 @@ def copy_exercises(app: Sphinx) -> None:
             raise ExtensionError(
                 f"exercises/{rel.as_posix()} holds nbgrader markers {leaked}: it is not a "
                 "student notebook; regenerate exercises/ with `make exercises`")
-        if path.suffix == ".ipynb":
-            check_setup_cell(app, rel, data)
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target / rel)
 
 
-def check_setup_cell(app: Sphinx, rel: Path, data: bytes) -> None:
-    """A student notebook must begin with this version's set-up cell (else: stop the build)."""
+def check_student_notebooks(app: Sphinx) -> None:
+    """builder-inited: every student notebook begins with this version's set-up cell (else
+    the build stops at once, not after executing every page)."""
     setupcell = setupcell_module(app.srcdir)
-    cells = json.loads(data.decode("utf-8")).get("cells", [])
-    first = setupcell._text(cells[0]) if cells else ""
     expected = setupcell.cell_source(course_version(app), site_url(app))
-    if first != expected:
-        raise ExtensionError(
-            f"exercises/{rel.as_posix()} does not begin with rnncourse {course_version(app)}'s "
-            "set-up cell: run `python -m rnncourse.setupcell --write solutions/*/*.ipynb` "
-            "and `make exercises`")
+    for path in sorted((Path(app.srcdir) / "exercises").glob("*/*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        if not cells or setupcell._text(cells[0]) != expected:
+            raise ExtensionError(
+                f"{path.relative_to(app.srcdir)} does not begin with rnncourse "
+                f"{course_version(app)}'s set-up cell: run `python -m rnncourse.setupcell "
+                "--write solutions/*/*.ipynb`, then `make exercises`")
 
 
 def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
@@ -386,6 +403,7 @@ def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
             copy_tree(part, static / part.relative_to(es5))
         copy_if_changed(es5.parent / "LICENSE", static / "LICENSE")  # Apache-2.0
     copy_exercises(app)
+    refresh_all_notebooks(app)
     build_wheel(app)
 
 
@@ -455,6 +473,8 @@ class RunTimesTable(SphinxPostTransform):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", launch_buttons_need_a_repository)
     app.connect("builder-inited", check_mathjax)
+    app.connect("builder-inited", check_student_notebooks)
+    app.connect("env-get-outdated", setup_page_is_always_read)
     app.connect("source-read", fill_setup_page)
     # before the theme's header buttons (priority 501) read `ipynb_source`
     app.connect("html-page-context", write_notebook, priority=400)
