@@ -10,7 +10,7 @@ export PATH := $(BIN):$(PATH)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export TF_ENABLE_ONEDNN_OPTS := 0
 
-.PHONY: book test test-fast test-browser exercises install clean
+.PHONY: book test test-fast test-browser exercises install clean lab
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ test-fast: install
 # unless COURSE_REQUIRE_BROWSER=1). Screenshots go to _build/screenshots/.
 test-browser: install
 	$(BIN)/python -m pytest tests/test_browser.py
+
+# JupyterLab on the student notebooks, with nbgrader's Validate button: its server extension
+# reads nbgrader_config.py from the server's working directory, this folder.
+# Pass more options with LAB_ARGS, e.g. make lab LAB_ARGS="--no-browser --port 8890".
+lab: install
+	$(BIN)/jupyter lab --ServerApp.root_dir=exercises $(LAB_ARGS)
 
 # Regenerate the student notebooks in exercises/ from solutions/ (never edit them by hand).
 exercises: install

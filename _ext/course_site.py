@@ -14,6 +14,17 @@ A small local Sphinx extension, loaded from `_config.yml` (`sphinx: local_extens
   address. A chapter links one with the `{download}` role,
   `` {download}`rnn_forward.ipynb </exercises/rnn_forward/rnn_forward.ipynb>` ``. Nothing from `solutions/` is ever copied, and a file in
   `exercises/` that still holds nbgrader's solution or hidden-test markers stops the build.
+- **The course package on the site.** At the end of a build the helper package `rnncourse`
+  is built into a wheel with pip's standard tooling (`pip wheel --no-deps
+  --no-build-isolation`, offline, from a temporary copy so the repository gets no build
+  folders) and served as `packages/rnncourse-<version>-py3-none-any.whl`. The *Set up your
+  computer* page (`chapters/setup.md`) names it: `@COURSE_WHEEL@`, `@COURSE_VERSION@`,
+  `@COURSE_SITE@` and `@COURSE_MISSING@` (the set-up cell's sentence) in that page are
+  replaced when it is read.
+- **Notebooks that know what they need.** Every chapter notebook the site offers begins with
+  the set-up cell of `rnncourse/setupcell.py` (stops with one sentence when `rnncourse` is
+  missing or another version); a student notebook in `exercises/` without the current
+  version's cell stops the build. Next to every notebook download is a link to the set-up page.
 - **No console error on any page.** Sphinx 7.4 writes an inline script that an extension
   adds after the builder starts twice (sphinx-thebe's `const THEBE_JS_URL = …`, declared
   twice, is a SyntaxError in every page); the page's script list is de-duplicated.
@@ -56,6 +67,85 @@ LAUNCH_PROVIDERS = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_ur
                     "jupyterlite_url", "thebe")
 SOLUTION_MARKERS = (b"BEGIN SOLUTION", b"HIDDEN TESTS")
 DOWNLOAD_CLASS = "course-notebook-download"
+SETUP_CLASS = "course-notebook-setup"
+SETUP_DOC = "chapters/setup"  # the Set up your computer page
+SETUP_TOKENS = ("@COURSE_WHEEL@", "@COURSE_VERSION@", "@COURSE_SITE@", "@COURSE_MISSING@")
+
+
+# --- the course package ------------------------------------------------------------------------
+def setupcell_module(srcdir: str | Path):
+    """rnncourse/setupcell.py of the book being built, loaded without importing rnncourse."""
+    import importlib.util
+
+    path = Path(srcdir) / "rnncourse" / "setupcell.py"
+    spec = importlib.util.spec_from_file_location("_course_setupcell", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def course_version(app: Sphinx) -> str:
+    return setupcell_module(app.srcdir).source_version(Path(app.srcdir) / "rnncourse")
+
+
+def site_url(app: Sphinx) -> str:
+    """The site's address when _config.yml sets `html: baseurl:` ('' otherwise)."""
+    return str(getattr(app.config, "html_baseurl", "") or "").strip().rstrip("/")
+
+
+def wheel_sources(srcdir: Path) -> list[Path]:
+    package = [p for p in (srcdir / "rnncourse").rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"]
+    return [srcdir / "pyproject.toml", *sorted(package)]
+
+
+def build_wheel(app: Sphinx) -> Path:
+    """The rnncourse wheel in <site>/packages/, rebuilt when its sources are newer."""
+    import subprocess
+    import sys
+    import tempfile
+
+    srcdir = Path(app.srcdir)
+    setupcell = setupcell_module(srcdir)
+    version = course_version(app)
+    folder = Path(app.outdir) / setupcell.WHEEL_FOLDER
+    wheel = folder / setupcell.wheel_name(version)
+    sources = wheel_sources(srcdir)
+    if wheel.is_file() and all(p.stat().st_mtime <= wheel.stat().st_mtime for p in sources):
+        return wheel
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "src"
+        for path in sources:
+            target = copy / path.relative_to(srcdir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, target)
+        result = subprocess.run(
+            [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+             "--no-index", "--quiet", "-w", str(Path(tmp) / "dist"), str(copy)],
+            check=False, capture_output=True, text=True, timeout=600)
+        built = sorted((Path(tmp) / "dist").glob("rnncourse-*.whl"))
+        if result.returncode != 0 or [p.name for p in built] != [wheel.name]:
+            raise ExtensionError(
+                f"pip wheel did not make {wheel.name} (got {[p.name for p in built]}):\n"
+                f"{result.stdout[-2000:]}{result.stderr[-2000:]}")
+        if folder.exists():
+            shutil.rmtree(folder)  # an older version's wheel leaves the site
+        folder.mkdir(parents=True)
+        shutil.copyfile(built[0], wheel)
+    return wheel
+
+
+def fill_setup_page(app: Sphinx, docname: str, source: list[str]) -> None:
+    """source-read: the set-up page's wheel name, version and site address."""
+    if docname != SETUP_DOC:
+        return
+    setupcell = setupcell_module(app.srcdir)
+    version = course_version(app)
+    # Without `html: baseurl:` the page's own script puts the address the reader sees.
+    values = (setupcell.wheel_name(version), version, site_url(app) or "https://YOUR-COURSE-SITE",
+              setupcell.missing_sentence(version, site_url(app)))
+    for token, value in zip(SETUP_TOKENS, values):
+        source[0] = source[0].replace(token, value)
 
 
 # --- launch buttons -------------------------------------------------------------------------
@@ -88,10 +178,11 @@ def notebook_target(docname: str) -> str:
     return f"_sources/{docname}.ipynb"
 
 
-def notebook_json(source: Path) -> str:
+def notebook_json(source: Path, setup_cell: dict | None = None) -> str:
     """The page's source as an nbformat 4 notebook: code cells without outputs.
 
-    Cell ids are derived from the cell's position so the file is the same on every build.
+    `setup_cell` (the course set-up check) goes first. Cell ids are derived from the cell's
+    position so the file is the same on every build.
     """
     import jupytext
     import nbformat
@@ -101,6 +192,8 @@ def notebook_json(source: Path) -> str:
     notebook.metadata.setdefault("language_info", {"name": "python"})
     for index, cell in enumerate(notebook.cells):
         cell["id"] = f"cell-{index}"
+    if setup_cell is not None:
+        notebook.cells.insert(0, nbformat.from_dict(setup_cell))
     nbformat.validate(notebook)
     return json.dumps(notebook, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
 
@@ -110,16 +203,35 @@ def write_notebook(app: Sphinx, pagename: str, templatename: str, context: dict[
     """html-page-context: write the page's .ipynb and list it in the theme's download menu."""
     if doctree is None or not is_notebook(app, pagename):
         return
-    source = Path(app.env.doc2path(pagename))
-    target = Path(app.outdir) / notebook_target(pagename)
+    refresh_notebook(app, pagename)
+    context["ipynb_source"] = f"{pagename}.ipynb"  # the theme's ".ipynb" download item
+
+
+def refresh_notebook(app: Sphinx, docname: str) -> None:
+    """<site>/_sources/<page>.ipynb: the page's code with this version's set-up cell first."""
+    source = Path(app.env.doc2path(docname))
+    target = Path(app.outdir) / notebook_target(docname)
     target.parent.mkdir(parents=True, exist_ok=True)
     if source.suffix == ".ipynb":
         shutil.copyfile(source, target)
-    else:
-        text = notebook_json(source)
-        if not target.is_file() or target.read_text(encoding="utf-8") != text:
-            target.write_text(text, encoding="utf-8")
-    context["ipynb_source"] = f"{pagename}.ipynb"  # the theme's ".ipynb" download item
+        return
+    setupcell = setupcell_module(app.srcdir)
+    text = notebook_json(source, setupcell.make_cell(course_version(app), site_url(app)))
+    if not target.is_file() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+
+
+def refresh_all_notebooks(app: Sphinx) -> None:
+    """Pages Sphinx did not rewrite (unchanged) still get the current set-up cell."""
+    for docname in sorted(app.env.found_docs):
+        if is_notebook(app, docname):
+            refresh_notebook(app, docname)
+
+
+def setup_page_is_always_read(app: Sphinx, env: Any, added: set, changed: set,
+                              removed: set) -> list[str]:
+    """env-get-outdated: the set-up page names the version, which its source does not hold."""
+    return [SETUP_DOC] if SETUP_DOC in env.found_docs else []
 
 
 def add_download_link(app: Sphinx, doctree: nodes.document, docname: str) -> None:
@@ -136,8 +248,31 @@ def add_download_link(app: Sphinx, doctree: nodes.document, docname: str) -> Non
         f'<a class="reference download" href="{html.escape(href)}" download="{name}" '
         f'type="application/x-ipynb+json">download <code>{name}</code></a> '
         f"and open it in Jupyter.</p>\n"
+        f'<p class="{SETUP_CLASS}">It needs the course\'s Python package: '
+        f'<a href="{html.escape(setup_href(app, docname))}">set up your computer</a> once.</p>\n'
     )
     section.insert(1, nodes.raw("", markup, format="html"))
+
+
+def setup_href(app: Sphinx, docname: str) -> str:
+    return relative_uri(app.builder.get_target_uri(docname), app.builder.get_target_uri(SETUP_DOC))
+
+
+def add_setup_links_to_downloads(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    """A link to the set-up page right after each {download} link to a notebook."""
+    from sphinx.addnodes import download_reference
+
+    if app.builder.format != "html" or docname == SETUP_DOC or SETUP_DOC not in app.env.all_docs:
+        return
+    for ref in list(doctree.findall(download_reference)):
+        if not str(ref.get("reftarget", "")).endswith(".ipynb"):
+            continue
+        hint = nodes.inline("", "", classes=[SETUP_CLASS])
+        hint += nodes.Text(" (")
+        hint += nodes.reference("", "how to run it", refuri=setup_href(app, docname),
+                                internal=True)
+        hint += nodes.Text(")")
+        ref.parent.insert(ref.parent.index(ref) + 1, hint)
 
 
 # --- scripts ------------------------------------------------------------------------------------
@@ -236,8 +371,22 @@ def copy_exercises(app: Sphinx) -> None:
         shutil.copy2(path, target / rel)
 
 
+def check_student_notebooks(app: Sphinx) -> None:
+    """builder-inited: every student notebook begins with this version's set-up cell (else
+    the build stops at once, not after executing every page)."""
+    setupcell = setupcell_module(app.srcdir)
+    expected = setupcell.cell_source(course_version(app), site_url(app))
+    for path in sorted((Path(app.srcdir) / "exercises").glob("*/*.ipynb")):
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+        if not cells or setupcell._text(cells[0]) != expected:
+            raise ExtensionError(
+                f"{path.relative_to(app.srcdir)} does not begin with rnncourse "
+                f"{course_version(app)}'s set-up cell: run `python -m rnncourse.setupcell "
+                "--write solutions/*/*.ipynb`, then `make exercises`")
+
+
 def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
-    """build-finished: the book's _static/, MathJax into _static/mathjax/, exercises/."""
+    """build-finished: _static/, MathJax into _static/mathjax/, exercises/, the wheel."""
     if exception is not None or app.builder.format != "html":
         return
     # Sphinx copies html_static_path only when it rewrites some page ("no targets are out
@@ -254,6 +403,8 @@ def copy_site_files(app: Sphinx, exception: Exception | None) -> None:
             copy_tree(part, static / part.relative_to(es5))
         copy_if_changed(es5.parent / "LICENSE", static / "LICENSE")  # Apache-2.0
     copy_exercises(app)
+    refresh_all_notebooks(app)
+    build_wheel(app)
 
 
 # --- run times ------------------------------------------------------------------------------
@@ -322,9 +473,13 @@ class RunTimesTable(SphinxPostTransform):
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", launch_buttons_need_a_repository)
     app.connect("builder-inited", check_mathjax)
+    app.connect("builder-inited", check_student_notebooks)
+    app.connect("env-get-outdated", setup_page_is_always_read)
+    app.connect("source-read", fill_setup_page)
     # before the theme's header buttons (priority 501) read `ipynb_source`
     app.connect("html-page-context", write_notebook, priority=400)
     app.connect("doctree-resolved", add_download_link)
+    app.connect("doctree-resolved", add_setup_links_to_downloads)
     app.connect("html-page-context", deduplicate_scripts, priority=900)
     app.connect("build-finished", copy_site_files)
     app.add_post_transform(RunTimesTable)

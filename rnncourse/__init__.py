@@ -20,4 +20,4 @@ from rnncourse.data import adding_problem, first_symbol  # noqa: E402
 from rnncourse.seeding import seed_everything  # noqa: E402
 
 __all__ = ["adding_problem", "first_symbol", "seed_everything"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place; pyproject.toml and the set-up cells read it
