@@ -47,8 +47,9 @@ def package_file(package: str, *parts: str) -> Path:
     """
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"the data file needs the package {package!r}: pip install it "
-                                "(see requirements.txt)")
+        raise FileNotFoundError(f"this data set ships inside the package {package!r}, which is "
+                                "not installed: pip install 'rnncourse[data]' (the course's "
+                                "Set up your computer page)")
     path = Path(next(iter(spec.submodule_search_locations)), *parts)
     if not path.is_file():
         raise FileNotFoundError(f"{path} is not in the installed {package!r}")
