@@ -109,20 +109,28 @@ def main() -> None:
           f"{sum(k.startswith('wrong') for k in kinds.values())} wrong, "
           f"{sum(k.startswith('hostile') for k in kinds.values())} hostile) in {work}", flush=True)
 
+    cpu = {}
+
+    def children_cpu() -> float:
+        times = os.times()
+        return times.children_user + times.children_system
+
     def classgrade(root: Path, *extra: str, workers: int = args.workers) -> float:
-        start = time.monotonic()
+        start, start_cpu = time.monotonic(), children_cpu()
         subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
                         "--workers", str(workers), *extra], env=env, check=True)
+        cpu[(root, workers)] = children_cpu() - start_cpu
         return time.monotonic() - start
 
     parallel_seconds = classgrade(parallel)
     ship_seconds = classgrade(shipped, "--ship") if args.ship else None
     alone_seconds = classgrade(alone, workers=1) if args.one_worker else None
 
-    start = time.monotonic()
+    start, start_cpu = time.monotonic(), children_cpu()
     result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
                             cwd=serial, env=env, capture_output=True, text=True, check=False)
     serial_seconds = time.monotonic() - start
+    serial_cpu = children_cpu() - start_cpu
     if result.returncode != 0:
         print(result.stdout[-2000:], result.stderr[-2000:])
 
@@ -136,15 +144,18 @@ def main() -> None:
         args.totals.write_text(json.dumps({s: [a[s], kinds[s]] for s in kinds}, indent=1) + "\n")
     n = args.n
     print()
-    print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}")
-    print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}")
+    # CPU seconds (user + system of the command and every process it waited for: workers, kernels)
+    # depend far less on what else the machine runs than wall seconds do
+    print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}{'CPU s / submission':>20s}")
+    print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}{serial_cpu / n:20.2f}")
     print(f"{'classgrade, ' + str(args.workers) + ' Dask workers':34s}{parallel_seconds:10.1f}"
-          f"{parallel_seconds / n:16.2f}")
+          f"{parallel_seconds / n:16.2f}{cpu[(parallel, args.workers)] / n:20.2f}")
     if args.ship:
         print(f"{'classgrade --ship, ' + str(args.workers) + ' workers':34s}{ship_seconds:10.1f}"
-              f"{ship_seconds / n:16.2f}")
+              f"{ship_seconds / n:16.2f}{cpu[(shipped, args.workers)] / n:20.2f}")
     if args.one_worker:
-        print(f"{'classgrade, 1 worker':34s}{alone_seconds:10.1f}{alone_seconds / n:16.2f}")
+        print(f"{'classgrade, 1 worker':34s}{alone_seconds:10.1f}{alone_seconds / n:16.2f}"
+              f"{cpu[(alone, 1)] / n:20.2f}")
     print(f"ratio serial / parallel: {serial_seconds / parallel_seconds:.2f} on {os.cpu_count()} cores")
     if args.ship:
         print(f"ratio serial / --ship: {serial_seconds / ship_seconds:.2f}")
