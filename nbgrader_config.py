@@ -8,13 +8,18 @@ the student versions that ``nbgrader generate_assignment`` writes go to
 import os
 
 # Keep TensorFlow's start-up log lines off stderr in every kernel nbgrader starts
-# (kernels inherit this process's environment). DropTensorFlowLogs below removes
-# whatever a student's code still makes TensorFlow print.
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+# (kernels inherit this process's environment; rnncourse.course.TF_ENV is the one place
+# that names the variables). DropTensorFlowLogs below removes whatever a student's code
+# still makes TensorFlow print.
+from rnncourse.course import TF_ENV
 
-from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (  # noqa: E402
+os.environ.update(TF_ENV)
+
+from nbconvert.preprocessors import (
+    ClearMetadataPreprocessor,
+    CSSHTMLHeaderPreprocessor,
+)
+from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearHiddenTests,
@@ -26,9 +31,8 @@ from nbgrader.preprocessors import (  # noqa: E402
     OverwriteKernelspec,
     SaveAutoGrades,
 )
-from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor  # noqa: E402
 
-from rnncourse.nbgrader_hooks import (  # noqa: E402
+from rnncourse.grader import (
     DropTensorFlowLogs,
     GuardedExecute,
     HideTestTracebacks,

@@ -1,6 +1,7 @@
 """Grade a generated class of ``rnn_forward`` submissions twice and print the times.
 
     .venv/bin/python benchmarks/grade_class.py [--n 100] [--workers N] [--timeout 30] [--ship]
+                                               [--one-worker] [--totals FILE]
 
 The class (``--n`` submissions) cycles through: correct answers (half), the realistic wrong
 answers of tests/submissions.py (three tenths), and the hostile submissions of
@@ -12,15 +13,20 @@ a memory hog, megabytes of output, cheats). It is graded
 2. by one serial ``nbgrader autograde rnn_forward`` over a copy of the same course,
 3. with ``--ship``, also by ``classgrade --ship`` (jobs carry the files, the client alone
    writes the gradebook: the mode for workers on other machines) over a third copy,
+4. with ``--one-worker``, also by ``classgrade --workers 1`` (the serial time per submission
+   of the course's own grader, every protection on),
 
 with the course's own nbgrader_config.py (cell time limit ``--timeout``). It prints
-seconds per submission, the total and the ratio, and checks that both runs gave every
-student the same total. It asserts nothing about speed: speed is measured, not tested.
+seconds per submission, the total and the ratio, the machine's load (``os.getloadavg``) before
+and after, and checks that every run gave every student the same total (``--totals FILE``
+writes them as JSON, to compare two versions of the grader). It asserts nothing about speed:
+speed is measured, not tested.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -33,9 +39,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-from hostile import HOSTILE, SEPARATE_CHEATS, hand_in  # noqa: E402
-from rnncourse import course  # noqa: E402
-from submissions import EXPECTED, fill_in  # noqa: E402
+from hostile import HOSTILE, SEPARATE_CHEATS, hand_in
+from submissions import EXPECTED, fill_in
+
+from rnncourse import course
 
 ASSIGNMENT = "rnn_forward"
 
@@ -80,10 +87,11 @@ def main() -> None:
     parser.add_argument("--timeout", type=int, default=30, help="seconds per cell (default 30)")
     parser.add_argument("--keep", action="store_true", help="keep the course folders")
     parser.add_argument("--ship", action="store_true", help="also time classgrade --ship")
+    parser.add_argument("--one-worker", action="store_true", help="also time classgrade --workers 1")
+    parser.add_argument("--totals", type=Path, help="write each student's total and kind here (JSON)")
     args = parser.parse_args()
-
-    env = {**os.environ, "PATH": str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""),
-           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    print(f"load average before: {os.getloadavg()}", flush=True)
+    env = course.tool_env()
     work = Path(tempfile.mkdtemp(prefix="grade-class-"))
     parallel = course.new_course(work / "parallel", [ASSIGNMENT])
     with open(parallel / "nbgrader_config.py", "a") as handle:
@@ -91,48 +99,68 @@ def main() -> None:
     kinds = build_class(parallel, args.n)
     serial = work / "serial"
     shutil.copytree(parallel, serial)  # the same class, the same fresh gradebook
-    shipped = work / "shipped"
+    shipped, alone = work / "shipped", work / "one-worker"
     if args.ship:
         shutil.copytree(parallel, shipped)
+    if args.one_worker:
+        shutil.copytree(parallel, alone)
     # the copied config points hidden_paths at its own folder (CourseDirectory.root is the file's)
     print(f"{args.n} submissions ({sum(k == 'correct' for k in kinds.values())} correct, "
           f"{sum(k.startswith('wrong') for k in kinds.values())} wrong, "
           f"{sum(k.startswith('hostile') for k in kinds.values())} hostile) in {work}", flush=True)
 
-    def classgrade(root: Path, *extra: str) -> float:
-        start = time.monotonic()
+    cpu = {}
+
+    def children_cpu() -> float:
+        times = os.times()
+        return times.children_user + times.children_system
+
+    def classgrade(root: Path, *extra: str, workers: int = args.workers) -> float:
+        start, start_cpu = time.monotonic(), children_cpu()
         subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
-                        "--workers", str(args.workers), *extra], env=env, check=True)
+                        "--workers", str(workers), *extra], env=env, check=True)
+        cpu[(root, workers)] = children_cpu() - start_cpu
         return time.monotonic() - start
 
     parallel_seconds = classgrade(parallel)
     ship_seconds = classgrade(shipped, "--ship") if args.ship else None
+    alone_seconds = classgrade(alone, workers=1) if args.one_worker else None
 
-    start = time.monotonic()
+    start, start_cpu = time.monotonic(), children_cpu()
     result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
-                            cwd=serial, env=env, capture_output=True, text=True)
+                            cwd=serial, env=env, capture_output=True, text=True, check=False)
     serial_seconds = time.monotonic() - start
+    serial_cpu = children_cpu() - start_cpu
     if result.returncode != 0:
         print(result.stdout[-2000:], result.stderr[-2000:])
 
     a, b = totals(parallel, kinds), totals(serial, kinds)
     differ = {s: (a[s], b[s], kinds[s]) for s in kinds if a[s] != b[s]}
-    if args.ship:
-        c = totals(shipped, kinds)
-        differ.update({s: (a[s], b[s], c[s], kinds[s]) for s in kinds if c[s] != a[s]})
+    for other, used in ((shipped, args.ship), (alone, args.one_worker)):
+        if used:
+            c = totals(other, kinds)
+            differ.update({s: (a[s], b[s], c[s], kinds[s]) for s in kinds if c[s] != a[s]})
+    if args.totals:
+        args.totals.write_text(json.dumps({s: [a[s], kinds[s]] for s in kinds}, indent=1) + "\n")
     n = args.n
     print()
-    print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}")
-    print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}")
+    # CPU seconds (user + system of the command and every process it waited for: workers, kernels)
+    # depend far less on what else the machine runs than wall seconds do
+    print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}{'CPU s / submission':>20s}")
+    print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}{serial_cpu / n:20.2f}")
     print(f"{'classgrade, ' + str(args.workers) + ' Dask workers':34s}{parallel_seconds:10.1f}"
-          f"{parallel_seconds / n:16.2f}")
+          f"{parallel_seconds / n:16.2f}{cpu[(parallel, args.workers)] / n:20.2f}")
     if args.ship:
         print(f"{'classgrade --ship, ' + str(args.workers) + ' workers':34s}{ship_seconds:10.1f}"
-              f"{ship_seconds / n:16.2f}")
+              f"{ship_seconds / n:16.2f}{cpu[(shipped, args.workers)] / n:20.2f}")
+    if args.one_worker:
+        print(f"{'classgrade, 1 worker':34s}{alone_seconds:10.1f}{alone_seconds / n:16.2f}"
+              f"{cpu[(alone, 1)] / n:20.2f}")
     print(f"ratio serial / parallel: {serial_seconds / parallel_seconds:.2f} on {os.cpu_count()} cores")
     if args.ship:
         print(f"ratio serial / --ship: {serial_seconds / ship_seconds:.2f}")
     print("same totals in every run" if not differ else f"totals differ for {len(differ)}: {differ}")
+    print(f"load average after: {os.getloadavg()}")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -39,11 +39,14 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
 
+from . import __version__, course
 from .course import submitted_students
+from .grader.version import version_warning
 
 STATUS_DIR = "grading-status"
 NOTE = re.compile(r"RNNCOURSE-NOTE (\{.*\})\s*$")
@@ -105,32 +108,55 @@ def precheck(root: Path, assignment: str, student: str) -> str | None:
 
 # --- one job -----------------------------------------------------------------------------------
 
-def _nbgrader_env() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-    return env
+def _job_config(root: str, extra: list[str], warm: bool):
+    """The course's nbgrader config with ``extra`` (``--Class.trait=value``) on top."""
+    from traitlets.config.loader import KVArgParseConfigLoader
+
+    config = course.nbgrader_config(Path(root))
+    if extra:
+        config.merge(KVArgParseConfigLoader(argv=list(extra)).load_config())
+    config.GuardedExecute.warm_kernels = warm
+    return config
 
 
-def autograde_one(root: str, assignment: str, student: str, extra: list[str], timeout: float) -> dict:
-    """The Dask job: ``nbgrader autograde ASSIGNMENT --student STUDENT --force``, bounded in time.
+def _watchdog(root: str, assignment: str, student: str, timeout: float) -> threading.Timer:
+    """Past ``timeout`` seconds: mark the job timed out and end this worker process (and its
+    kernels); Dask reports the job lost and the nanny starts a fresh worker."""
+    def expire():
+        marker = status_path(Path(root), assignment, student).with_suffix(".timed-out")
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text("")
+        os.kill(os.getpid(), signal.SIGKILL)
 
-    Returns the exit code, the seconds, the notes the course's plug-ins logged and the tail
-    of nbgrader's log. Runs on a worker; needs the course directory at ``root``.
+    timer = threading.Timer(timeout, expire)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def autograde_one(root: str, assignment: str, student: str, extra: list[str], timeout: float,
+                  warm: bool = True) -> dict:
+    """The Dask job: nbgrader's autograde of one submission, in this (warm) worker process.
+
+    The same as ``nbgrader autograde ASSIGNMENT --student STUDENT --force`` (nbgrader's
+    ``NbGraderAPI``, the course's config) without a new process per submission; with ``warm``
+    each kernel is started while the previous submission is graded (``GuardedExecute.warm_kernels``).
+    Returns the exit code (0: graded), the seconds, the notes the course's plug-ins logged and
+    the tail of nbgrader's log.
     """
+    from nbgrader.apps import NbGraderAPI
+
     start = time.monotonic()
-    command = [sys.executable, "-m", "nbgrader", "autograde", assignment, "--student", student,
-               "--force", *extra]
-    process = subprocess.Popen(command, cwd=root, env=_nbgrader_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    timer = _watchdog(root, assignment, student, timeout)
     try:
-        output, _ = process.communicate(timeout=timeout)
-        code, timed_out = process.returncode, False
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # nbgrader and the kernels it started
-        output, _ = process.communicate()
-        code, timed_out = process.returncode, True
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SQLAlchemy's session warnings from nbgrader.api
+            result = NbGraderAPI(config=_job_config(root, extra, warm)).autograde(
+                assignment, student, force=True, create=True)
+    finally:
+        timer.cancel()
+    output = (result.get("log") or "") + (f"\n[AutogradeApp | ERROR] {result['error']}"
+                                          if result.get("error") else "")
     notes = []
     for line in output.splitlines():
         match = NOTE.search(line)
@@ -140,9 +166,16 @@ def autograde_one(root: str, assignment: str, student: str, extra: list[str], ti
             except ValueError:
                 pass
     errors = [line.strip() for line in output.splitlines() if "| ERROR]" in line]
-    return {"exit_code": code, "seconds": round(time.monotonic() - start, 2), "timed_out": timed_out,
-            "notes": notes, "errors": errors[-5:], "log_tail": output[-3000:],
+    return {"exit_code": 0 if result.get("success") else 1, "seconds": round(time.monotonic() - start, 2),
+            "timed_out": False, "notes": notes, "errors": errors[-5:], "log_tail": output[-3000:],
             "worker": os.uname().nodename}
+
+
+def release_spare_kernels() -> None:
+    """Shut down this worker's spare kernel (run on every worker before the cluster closes)."""
+    from .grader.warm import discard_spare
+
+    discard_spare()
 
 
 # --- one job on a machine that does not share the course directory --------------------------------
@@ -198,8 +231,8 @@ def _course_template(assignment: str, instructor: dict[str, bytes], timeout: flo
             shutil.rmtree(template, ignore_errors=True)
             _write_files(template, instructor)
             result = subprocess.run([sys.executable, "-m", "nbgrader", "generate_assignment", assignment,
-                                     "--force"], cwd=template, env=_nbgrader_env(), capture_output=True,
-                                    text=True, timeout=timeout)
+                                     "--force"], cwd=template, env=course.tool_env(), capture_output=True,
+                                    text=True, timeout=timeout, check=False)
             if result.returncode != 0:
                 raise RuntimeError("nbgrader generate_assignment failed on the worker:\n"
                                    + (result.stdout + result.stderr)[-2000:])
@@ -229,7 +262,7 @@ def autograde_shipped(assignment: str, student: str, instructor: dict[str, bytes
         with open(job_dir / "nbgrader_config.py", "a") as config:
             config.write(f"\nc.SandboxedKernelManager.hidden_paths.append({str(copies)!r})\n")
         _write_files(job_dir / "submitted" / student / assignment, submission)
-        job = autograde_one(str(job_dir), assignment, student, extra, timeout)
+        job = autograde_one(str(job_dir), assignment, student, extra, timeout, warm=False)
         graded = job_dir / "autograded" / student / assignment
         job["executed"] = {p.name: p.read_bytes() for p in sorted(graded.glob("*.ipynb"))}
         return job
@@ -246,7 +279,6 @@ def record_shipped(root: Path, assignment: str, student: str, executed: dict[str
     """
     from nbgrader.apps import NbGraderAPI
     from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, SaveAutoGrades
-    from traitlets.config.loader import PyFileConfigLoader
 
     start = time.monotonic()
     where = f"{STATUS_DIR}/{assignment}/executed"
@@ -255,8 +287,7 @@ def record_shipped(root: Path, assignment: str, student: str, executed: dict[str
     submitted = root / "submitted" / student / assignment
     shutil.copytree(submitted, folder, ignore=shutil.ignore_patterns("*.ipynb"))
     _write_files(folder, executed)
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    config.CourseDirectory.root = str(root)
+    config = course.nbgrader_config(root)
     config.CourseDirectory.submitted_directory = where
     config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
     config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
@@ -273,11 +304,11 @@ def record_shipped(root: Path, assignment: str, student: str, executed: dict[str
 
 def test_results(root: Path, assignment: str, student: str) -> dict[str, dict]:
     """Each grade cell's points (from the gradebook) and error (from the graded notebook)."""
-    from nbgrader.api import Gradebook, MissingEntry
+    from nbgrader.api import MissingEntry
 
     results: dict[str, dict] = {}
     try:
-        with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
+        with course.gradebook(root) as gradebook:
             submission = gradebook.find_submission_notebook(assignment, assignment, student)
             for grade in submission.grades:
                 results[grade.name] = {"score": float(grade.score), "max": float(grade.max_score)}
@@ -301,9 +332,7 @@ def test_results(root: Path, assignment: str, student: str) -> dict[str, dict]:
 
 def _zero_grades(root: Path, assignment: str, student: str) -> None:
     """A submission nbgrader cannot read still gets 0 in the gradebook (so export lists it)."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook, warnings.catch_warnings():
+    with course.gradebook(root) as gradebook, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's session warnings from nbgrader.api
         try:
             gradebook.find_student(student)
@@ -335,7 +364,7 @@ def finish(root: Path, assignment: str, student: str, job: dict, status: dict) -
         reason = "nbgrader could not grade it: " + (job.get("errors") or ["see log_tail"])[0]
     else:
         status["state"], reason = "graded", f"graded {status.get('score', 0):g}/{status.get('max_score', 0):g}"
-    details = notes + ([f"failed tests: {'; '.join(failing)}"] if failing else [])
+    details = ([status["warning"]] if status.get("warning") else []) + notes + ([f"failed tests: {'; '.join(failing)}"] if failing else [])
     status["reason"] = reason + (". " + " | ".join(details) if details else "")
     status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return status
@@ -348,24 +377,16 @@ def _client(scheduler: str | None, workers: int):
 
     if scheduler:
         return Client(scheduler), None
+    import dask
+
+    dask.config.set({"distributed.scheduler.allowed-failures": 0})  # a timed-out job is not re-run
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                            dashboard_address=None, memory_limit=0, silence_logs=40)
     return Client(cluster), cluster
 
 
-def grade_class(root: Path, assignment: str, *, workers: int | None = None, scheduler: str | None = None,
-                force: bool = False, only: list[str] | None = None, extra: list[str] | None = None,
-                job_timeout: float = 3600, quiet: bool = False, ship: bool = False) -> dict[str, dict]:
-    """Grade every submission of ``assignment`` under ``root``; return the statuses.
-
-    ``ship``: send each job the files it needs instead of the course directory's path, and
-    write the gradebook here alone (for workers on machines that do not share the course).
-    """
-    root = Path(root).resolve()
-    if not (root / "gradebook.db").is_file():
-        raise SystemExit(f"{root / 'gradebook.db'} is missing: run `nbgrader generate_assignment "
-                         f"{assignment}` first")
-    everyone = only or submitted_students(root, assignment)
+def _precheck_all(root: Path, assignment: str, everyone: list[str], force: bool, quiet: bool):
+    """Statuses of the submissions already done or unreadable; the students left to grade."""
     statuses, todo = {}, []
     for student in everyone:
         status = read_status(root, assignment, student)
@@ -386,61 +407,117 @@ def grade_class(root: Path, assignment: str, *, workers: int | None = None, sche
             if not quiet:
                 print(f"        {student:24s} failed   {reason}", flush=True)
             continue
+        _check_version(root, assignment, student, status, quiet)
         write_status(root, assignment, student, status)
         todo.append(student)
+    return statuses, todo
+
+
+def _check_version(root: Path, assignment: str, student: str, status: dict, quiet: bool) -> None:
+    """One warning line (and the status's ``warning``) for a submission of another course version."""
+    notebook = json.loads((root / "submitted" / student / assignment / f"{assignment}.ipynb")
+                          .read_text(encoding="utf-8"))
+    warning = version_warning(notebook, __version__)
+    if warning:
+        status["warning"] = warning
+        if not quiet:
+            print(f"        {student:24s} warning  {warning}", flush=True)
+
+
+def _submit_all(client, root: Path, assignment: str, todo: list[str], extra, job_timeout: float, ship: bool):
+    futures = {}
+    instructor = instructor_files(root, assignment) if ship else None
+    for student in todo:
+        if ship:
+            task, where = autograde_shipped, (assignment, student, instructor,
+                                              submission_files(root, assignment, student))
+        else:
+            task, where = autograde_one, (str(root), assignment, student)
+        future = client.submit(task, *where, list(extra or []), job_timeout,
+                               key=f"autograde-{assignment}-{student}", pure=False)
+        futures[future] = student
+        status = read_status(root, assignment, student)
+        status["state"] = "running"  # submitted to the engine; "queued" until then
+        write_status(root, assignment, student, status)
+    return futures
+
+
+def _job_result(root: Path, assignment: str, student: str, future, ship: bool) -> dict:
+    """What a finished job returned (recorded in the gradebook here for ``--ship``)."""
+    try:
+        job = future.result()
+    except Exception as error:  # noqa: BLE001 (a lost worker, a crashed job)
+        job = {"exit_code": None, "seconds": None, "notes": [], "errors": [repr(error)]}
+        marker = status_path(root, assignment, student).with_suffix(".timed-out")
+        if marker.is_file():  # the job's watchdog ended its worker
+            marker.unlink()
+            job["timed_out"] = True
+    if ship:
+        executed = job.pop("executed", None)
+        if executed:
+            recorded = record_shipped(root, assignment, student, executed)
+            job["record_seconds"] = recorded["record_seconds"]
+            if not recorded["recorded"]:
+                job.update(exit_code=job.get("exit_code") or -1, errors=recorded["errors"])
+        else:  # nothing came back: 0 in the gradebook, as for an unreadable submission
+            _zero_grades(root, assignment, student)
+    return job
+
+
+def _progress(done: int, total: int, student: str, status: dict, job: dict) -> None:
+    score = f"{status.get('score', 0):g}/{status.get('max_score', 0):g}" if "score" in status else "-"
+    print(f"[{done:3d}/{total}] {student:24s} {status['state']:7s} {score:>7s} "
+          f"{job.get('seconds') or 0:6.1f} s  {status['reason'][:160]}", flush=True)
+
+
+def _run_jobs(root: Path, assignment: str, todo: list[str], *, workers: int, scheduler: str | None,
+              extra, job_timeout: float, ship: bool, quiet: bool) -> dict[str, dict]:
+    from dask.distributed import as_completed
+
+    statuses = {}
+    client, cluster = _client(scheduler, workers)
+    try:
+        futures = _submit_all(client, root, assignment, todo, extra, job_timeout, ship)
+        for done, future in enumerate(as_completed(futures), start=1):
+            student = futures[future]
+            status = read_status(root, assignment, student)
+            job = _job_result(root, assignment, student, future, ship)
+            status = finish(root, assignment, student, job, status)
+            write_status(root, assignment, student, status)
+            statuses[student] = status
+            if not quiet:
+                _progress(done, len(todo), student, status, job)
+        client.run(release_spare_kernels)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    return statuses
+
+
+def grade_class(root: Path, assignment: str, *, workers: int | None = None, scheduler: str | None = None,
+                force: bool = False, only: list[str] | None = None, extra: list[str] | None = None,
+                job_timeout: float = 3600, quiet: bool = False, ship: bool = False) -> dict[str, dict]:
+    """Grade every submission of ``assignment`` under ``root``; return the statuses.
+
+    ``ship``: send each job the files it needs instead of the course directory's path, and
+    write the gradebook here alone (for workers on machines that do not share the course).
+    """
+    root = Path(root).resolve()
+    if not (root / "gradebook.db").is_file():
+        raise SystemExit(f"{root / 'gradebook.db'} is missing: run `nbgrader generate_assignment "
+                         f"{assignment}` first")
+    everyone = only or submitted_students(root, assignment)
+    statuses, todo = _precheck_all(root, assignment, everyone, force, quiet)
     if not quiet:
         print(f"{assignment}: {len(everyone)} submissions, {len(todo)} to grade, "
               f"{len(everyone) - len(todo)} already done or unreadable", flush=True)
     if not todo:
         return statuses
     workers = workers or os.cpu_count() or 1
-    client, cluster = _client(scheduler, workers)
     start = time.monotonic()
-    try:
-        from dask.distributed import as_completed
-
-        futures = {}
-        instructor = instructor_files(root, assignment) if ship else None
-        for student in todo:
-            if ship:
-                task, where = autograde_shipped, (assignment, student, instructor,
-                                                  submission_files(root, assignment, student))
-            else:
-                task, where = autograde_one, (str(root), assignment, student)
-            future = client.submit(task, *where, list(extra or []), job_timeout,
-                                   key=f"autograde-{assignment}-{student}", pure=False)
-            futures[future] = student
-            status = read_status(root, assignment, student)
-            status["state"] = "running"  # submitted to the engine; "queued" until then
-            write_status(root, assignment, student, status)
-        for done, future in enumerate(as_completed(futures), start=1):
-            student = futures[future]
-            status = read_status(root, assignment, student)
-            try:
-                job = future.result()
-            except Exception as error:  # noqa: BLE001 (a lost worker, a crashed job)
-                job = {"exit_code": None, "seconds": None, "notes": [], "errors": [repr(error)]}
-            if ship:
-                executed = job.pop("executed", None)
-                if executed:
-                    recorded = record_shipped(root, assignment, student, executed)
-                    job["record_seconds"] = recorded["record_seconds"]
-                    if not recorded["recorded"]:
-                        job.update(exit_code=job.get("exit_code") or -1, errors=recorded["errors"])
-                else:  # nothing came back: 0 in the gradebook, as for an unreadable submission
-                    _zero_grades(root, assignment, student)
-            status = finish(root, assignment, student, job, status)
-            write_status(root, assignment, student, status)
-            statuses[student] = status
-            if not quiet:
-                score = (f"{status.get('score', 0):g}/{status.get('max_score', 0):g}"
-                         if "score" in status else "-")
-                print(f"[{done:3d}/{len(todo)}] {student:24s} {status['state']:7s} {score:>7s} "
-                      f"{job.get('seconds') or 0:6.1f} s  {status['reason'][:160]}", flush=True)
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    statuses.update(_run_jobs(root, assignment, todo, workers=workers, scheduler=scheduler, extra=extra,
+                              job_timeout=job_timeout, ship=ship, quiet=quiet))
     if not quiet:
         elapsed = time.monotonic() - start
         print(f"graded {len(todo)} submissions in {elapsed:.1f} s ({elapsed / len(todo):.2f} s each) "

@@ -1,7 +1,10 @@
 """Drive nbgrader on a course directory: one place for how the course calls it.
 
-Used by ``python -m rnncourse.release`` (regenerates ``exercises/``) and by the
-tests, which build throw-away course directories and grade real submissions.
+Used by ``python -m rnncourse.release`` (regenerates ``exercises/``), by
+``python -m rnncourse.classgrade`` and by the tests, which build throw-away course
+directories and grade real submissions through ``classgrade`` as instructors do.
+Also the one place for the repository root (:data:`REPO`) and for TensorFlow's
+environment variables (:data:`TF_ENV`).
 """
 
 from __future__ import annotations
@@ -15,21 +18,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+#: TensorFlow's log lines stay off stderr (level 3, not 2: with op determinism on, model.fit
+#: logs an E-level line that level 2 lets through) and oneDNN's notice with them.
+TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def tool_env() -> dict[str, str]:
+    """This process's environment with this Python's tools first on PATH and TensorFlow quiet.
+
+    ``alembic`` (called by nbgrader when it creates a gradebook), ``nbgrader`` and the
+    Jupyter kernel are then taken from the same environment as this Python.
+    """
+    env = {**os.environ, **TF_ENV}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    return env
+
 
 def nbgrader(*args: str, root: Path, timeout: float = 1800) -> subprocess.CompletedProcess:
-    """Run ``nbgrader ARGS`` in course directory ``root`` with this environment's tools.
-
-    ``alembic`` (called by nbgrader when it creates a gradebook) and the Jupyter
-    kernel are taken from the same environment as this Python.
-    """
-    bin_dir = str(Path(sys.executable).parent)
-    env = dict(os.environ)
-    env["PATH"] = bin_dir + os.pathsep + env.get("PATH", "")
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    env["TF_ENABLE_ONEDNN_OPTS"] = "0"
+    """Run ``nbgrader ARGS`` in course directory ``root`` with this environment's tools."""
     result = subprocess.run(
         [sys.executable, "-m", "nbgrader", *args],
-        cwd=root, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=root, env=tool_env(), capture_output=True, text=True, timeout=timeout, check=False,
     )
     if result.returncode != 0:
         raise RuntimeError(
@@ -81,43 +90,39 @@ def submitted_students(root: Path, assignment: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
 
 
-def autograde(root: Path, assignment: str, *extra: str,
-              workers: int = 1) -> list[subprocess.CompletedProcess]:
-    """``nbgrader autograde`` every submission of ``assignment``.
+def autograde(root: Path, assignment: str, *, workers: int | None = None) -> dict[str, dict]:
+    """Grade every submission of ``assignment`` the way instructors do (``classgrade``)."""
+    from .classgrade import grade_class
 
-    With ``workers`` > 1 the class is split into that many groups, each graded by its own
-    ``nbgrader autograde`` process (``student_id_exclude`` leaves out the other groups), all
-    at once; they share the gradebook that ``generate_assignment`` created.
-    """
-    students = submitted_students(root, assignment)
-    groups = [students[k::workers] for k in range(max(1, min(workers, len(students))))]
-    if len(groups) == 1:
-        return [nbgrader("autograde", assignment, "--force", *extra, root=root)]
+    return grade_class(Path(root), assignment, workers=workers, quiet=True)
 
-    def run(group: list[str]) -> subprocess.CompletedProcess:
-        others = ",".join(s for s in students if s not in group)
-        return nbgrader("autograde", assignment, "--force", *extra,
-                        f"--CourseDirectory.student_id_exclude={others}", root=root)
 
-    from concurrent.futures import ThreadPoolExecutor
+def nbgrader_config(root: Path):
+    """The course's nbgrader configuration (``root/nbgrader_config.py``), rooted at ``root``."""
+    from traitlets.config.loader import PyFileConfigLoader
 
-    with ThreadPoolExecutor(len(groups)) as pool:
-        return list(pool.map(run, groups))
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    config.CourseDirectory.root = str(Path(root).resolve())
+    return config
+
+
+def gradebook(root: Path):
+    """nbgrader's gradebook of the course at ``root``, opened through its configured ``db_url``."""
+    from nbgrader.api import Gradebook
+    from nbgrader.coursedir import CourseDirectory
+
+    return Gradebook(CourseDirectory(config=nbgrader_config(root)).db_url)
 
 
 def scores(root: Path, assignment: str, student: str) -> dict[str, float]:
     """Points per grade cell (``grade_id`` → score) of one autograded submission."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        submission = gradebook.find_submission_notebook(assignment, assignment, student)
+    with gradebook(root) as book:
+        submission = book.find_submission_notebook(assignment, assignment, student)
         return {grade.name: float(grade.score) for grade in submission.grades}
 
 
 def max_scores(root: Path, assignment: str) -> dict[str, float]:
     """Points available per grade cell, from the gradebook."""
-    from nbgrader.api import Gradebook
-
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}") as gradebook:
-        notebook = gradebook.find_notebook(assignment, assignment)
+    with gradebook(root) as book:
+        notebook = book.find_notebook(assignment, assignment)
         return {cell.name: float(cell.max_score) for cell in notebook.grade_cells}

@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from rnncourse import course
 from submissions import TF_LOG_ON, fill_in
+
+from rnncourse import course
 
 FULL = {"rnn_step_correct": 2.0, "rnn_forward_shapes": 1.0, "rnn_forward_matches_keras": 3.0,
         "rnn_forward_initial_state": 2.0}

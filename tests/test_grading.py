@@ -4,20 +4,23 @@ For every assignment in ``solutions/``: a throw-away course directory gets the
 course's ``nbgrader_config.py`` and the instructor source; ``generate_assignment``
 makes the student release; the submissions of ``tests/submissions.py`` (the
 solution, the untouched release, realistic wrong answers) are autograded in one
-run; scores are read back from the gradebook, per grade cell.
+run by ``classgrade``, the function instructors run (``course.autograde`` calls it);
+scores are read back from the gradebook, per grade cell.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import html
-import os
 import re
 
 import pytest
-
-from rnncourse import course
 from submissions import EXPECTED, MESSAGES, fill_in
+
+import rnncourse
+from rnncourse import course
+from rnncourse.grader.version import submission_version, version_warning
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +36,8 @@ def test_every_assignment_has_grading_scenarios():
 class Graded:
     """One assignment graded for a class of test submissions."""
 
-    def __init__(self, root, assignment, students):
-        self.root, self.assignment, self.students = root, assignment, students
+    def __init__(self, root, assignment, students, statuses):
+        self.root, self.assignment, self.students, self.statuses = root, assignment, students, statuses
         self.max = course.max_scores(root, assignment)
 
     def scores(self, scenario: str) -> dict[str, float]:
@@ -50,8 +53,22 @@ def _grade_class(root, assignment) -> Graded:
     for number, (scenario, (edits, _)) in enumerate(EXPECTED[assignment].items()):
         students[scenario] = f"student{number:02d}"
         course.submit(root, assignment, students[scenario], fill_in(release, source, edits))
-    course.autograde(root, assignment, workers=os.cpu_count() or 1)
-    return Graded(root, assignment, students)
+    if assignment == VERSIONED:  # the solution, handed in from a notebook of another course version
+        students["other course version"] = "oldversion"
+        course.submit(root, assignment, "oldversion", with_version_cell(fill_in(release, source, []), "0.0.1"))
+    statuses = course.autograde(root, assignment)
+    return Graded(root, assignment, students, statuses)
+
+
+VERSIONED = "rnn_forward"
+
+
+def with_version_cell(notebook: dict, version: str) -> dict:
+    """``notebook`` with the first cell a student notebook of course ``version`` begins with."""
+    notebook = copy.deepcopy(notebook)
+    notebook["cells"].insert(0, {"cell_type": "code", "execution_count": None, "metadata": {}, "outputs": [],
+                                 "source": f'# the course version this notebook was made for\nCOURSE_VERSION = "{version}"\n'})
+    return notebook
 
 
 @pytest.fixture(scope="session")
@@ -112,7 +129,7 @@ def _hidden_test_lines(source_notebook: dict, release_notebook: dict) -> list[st
     lines = []
     for cell in source_notebook["cells"]:
         text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", text, re.S):
+        for block in re.findall(r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS", text, re.DOTALL):
             lines += [line.strip() for line in block.splitlines()
                       if len(line.strip()) > 25 and line.strip() not in visible]
     return lines
@@ -154,3 +171,23 @@ def test_export_writes_the_expected_scores(graded):
         assert rows[student] == pytest.approx(expected), scenario
     assert rows[graded.students["correct"]] == pytest.approx(total)
     assert rows["blank"] == 0
+
+
+@pytest.mark.parametrize("graded", [VERSIONED], indirect=True)
+def test_a_submission_of_another_course_version_is_flagged(graded):
+    """The instructor is told (status file) when a notebook names another course version; full marks
+    still count, and a submission without the version cell gets no warning."""
+    status = graded.statuses[graded.students["other course version"]]
+    assert status["state"] == "graded" and status["score"] == sum(graded.max.values())
+    assert "0.0.1" in status["warning"] and rnncourse.__version__ in status["warning"]
+    assert status["warning"] in status["reason"]
+    assert "warning" not in graded.statuses[graded.students["correct"]]
+
+
+def test_the_course_version_is_read_from_the_first_cell_that_names_it():
+    cell = {"cell_type": "code", "source": ["import sys\n", "COURSE_VERSION = '1.2.3'  # built with\n"]}
+    assert submission_version({"cells": [{"cell_type": "markdown", "source": 'COURSE_VERSION = "9"'}, cell]}) == "1.2.3"
+    assert submission_version({"cells": [{"cell_type": "code", "source": "x = 1"}]}) is None
+    assert version_warning({"cells": [cell]}, "1.2.3") is None
+    assert version_warning({"cells": []}, "1.2.3") is None
+    assert "1.2.3" in version_warning({"cells": [cell]}, "2.0.0")

@@ -1,8 +1,8 @@
 """Hostile submissions (issue 7), graded beside a correct one in one class run.
 
 One throw-away course for ``rnn_forward``; every submission of ``tests/hostile.py`` is
-autograded by ``python -m rnncourse.classgrade`` (two Dask workers, each job a real
-``nbgrader autograde --student S``) with a short cell time limit (10 s), a 3 GB memory cap
+autograded by ``python -m rnncourse.classgrade`` (two Dask workers, each job nbgrader's
+autograde of one submission in a warm worker process) with a short cell time limit (10 s), a 3 GB memory cap
 and a 120 s CPU cap written into the course's ``nbgrader_config.py``. Then: each grade
 cell's score in the gradebook, the reason in each status file, the correct student's
 clean status, output bounded, isolation, a second run that skips what is done and,
@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 
 import numpy as np
 import pytest
-
 from hostile import FULL, HOSTILE, REASON, hand_in
+
 from rnncourse import course
+from rnncourse.grader import isolation_available, suspicious_code
 from rnncourse.grading import FLOAT64_TOL, check_array
-from rnncourse.nbgrader_hooks import isolation_available, suspicious_code
 
 ASSIGNMENT = "rnn_forward"
 TEST_LIMITS = """
@@ -36,10 +35,9 @@ c.SandboxedKernelManager.cpu_limit = 120
 
 
 def classgrade(root, *args):
-    env = {**os.environ, "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"],
-           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
     result = subprocess.run([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
-                             "--workers", "2", *args], env=env, capture_output=True, text=True, timeout=1200)
+                             "--workers", "2", *args], env=course.tool_env(), capture_output=True, text=True,
+                            timeout=1800, check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
