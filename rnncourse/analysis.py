@@ -217,6 +217,26 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
                          tuple(tuple(float(v) for v in p[2]) for p in probes))
 
 
+def initial_probe(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["units"],
+                  n_symbols: int = 4, n_val: int = BUDGET["n_val"], n_probe: int = 256,
+                  **layer_kwargs):
+    """The probe of :func:`gradient_study` at initialisation only, without training (the
+    same seed, so the same initial weights and probe sequences): ``(marked, distractor,
+    by_distance)``. Cheap: one forward and backward pass."""
+    if cell not in CELLS:
+        raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    seed_everything(seed)
+    x_val, y_val = make_task("marked_symbol", n_val, lag, n_symbols, seed=10_000 + seed)
+    x_probe, y_probe = x_val[:n_probe], y_val[:n_probe]
+    model = first_symbol_model(cell, lag, units, n_symbols, task="marked_symbol", **layer_kwargs)
+    return _probe(model, x_probe, y_probe, x_probe[:, :, -1].argmax(axis=1))
+
+
+def geometric_interval(values):
+    """:func:`interval` on a log scale: the geometric mean and its 95 % interval."""
+    return tuple(float(np.exp(v)) for v in interval(np.log(values)))
+
+
 #: Two-sided 95 % quantiles of Student's t distribution, t_{0.975}(df), df = 1 .. 10
 #: (standard table values); beyond 10 degrees of freedom the normal 1.96 is used.
 T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228)

@@ -87,3 +87,15 @@ def test_gradient_study_probes_before_and_after_every_epoch():
     g = analysis.input_gradients(kept[("SimpleRNN", 6, 0)], x[:16], y[:16])
     marker = x[:16, :, -1].argmax(axis=1)
     assert study.marked[-1] == pytest.approx(g[np.arange(16), marker].mean(), rel=1e-5)
+
+
+def test_initial_probe_is_the_studys_first_probe():
+    study = analysis.gradient_study("GRU", 5, seed=3, units=3, n_train=32, n_val=16,
+                                    epochs=1, batch_size=16, n_probe=8)
+    marked, distractor, by_distance = analysis.initial_probe("GRU", 5, seed=3, units=3,
+                                                             n_val=16, n_probe=8)
+    assert marked == pytest.approx(study.marked[0], rel=1e-6)
+    assert distractor == pytest.approx(study.distractor[0], rel=1e-6)
+    np.testing.assert_allclose(by_distance, study.by_distance[0], rtol=1e-6)
+    mean, low, high = analysis.geometric_interval([1.0, 100.0])
+    assert mean == pytest.approx(10.0) and low < mean < high
