@@ -183,21 +183,52 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
     and record the input gradient on ``n_probe`` held-out sequences before training and
     after every epoch (see :class:`GradientStudy`). The probes only read the model, so the
     run's accuracies are those ``train_first_symbol`` reports for the same arguments.
-    Pass a dict as ``keep_models`` to receive ``keep_models[(cell, lag, seed)] = model``.
-    """
-    import keras
+    Pass a dict as ``keep_models`` to receive ``keep_models[(cell, lag, seed)] = model``
+    (compiled, with the trained weights).
 
+    All that determines the result is in ``arguments`` below, and :func:`_study` returns
+    the study and the trained weights: the shape a run cache keyed on the arguments needs.
+    """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
+    arguments = {"cell": cell, "lag": lag, "seed": seed, "units": units, "n_symbols": n_symbols,
+                 "n_train": n_train, "n_val": n_val, "epochs": epochs, "batch_size": batch_size,
+                 "learning_rate": learning_rate, "global_clipnorm": global_clipnorm,
+                 "n_probe": n_probe, "layer_kwargs": layer_kwargs}
+    study, weights = _study(**arguments)
+    if keep_models is not None:
+        keep_models[(cell, lag, seed)] = _compiled_model(cell, lag, units, n_symbols,
+                                                         learning_rate, global_clipnorm,
+                                                         layer_kwargs, weights)
+    seed_everything(seed)           # the generators' state depends on the arguments only
+    return study
+
+
+def _compiled_model(cell, lag, units, n_symbols, learning_rate, global_clipnorm, layer_kwargs,
+                    weights=None):
+    import keras
+
+    model = first_symbol_model(cell, lag, units, n_symbols, task="marked_symbol", **layer_kwargs)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=global_clipnorm),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    if weights is not None:
+        model.set_weights(weights)
+    return model
+
+
+def _study(*, cell, lag, seed, units, n_symbols, n_train, n_val, epochs, batch_size,
+           learning_rate, global_clipnorm, n_probe, layer_kwargs):
+    """Train and probe as :func:`gradient_study` says; return the study and the weights."""
+    import keras
+
     seed_everything(seed)
     task = "marked_symbol"
     x, y = make_task(task, n_train, lag, n_symbols, seed=seed)
     x_val, y_val = make_task(task, n_val, lag, n_symbols, seed=10_000 + seed)
     x_probe, y_probe = x_val[:n_probe], y_val[:n_probe]
     marker = x_probe[:, :, -1].argmax(axis=1)
-    model = first_symbol_model(cell, lag, units, n_symbols, task=task, **layer_kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=global_clipnorm),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = _compiled_model(cell, lag, units, n_symbols, learning_rate, global_clipnorm,
+                            layer_kwargs)
     probes = [_probe(model, x_probe, y_probe, marker)]
 
     class Probe(keras.callbacks.Callback):
@@ -211,10 +242,9 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
     accuracies = tuple(float(a) for a in history.history["val_accuracy"])
     run = Run(cell, lag, seed, units, model.count_params(), accuracies[-1], 1.0 / n_symbols,
               seconds, accuracies, task)
-    if keep_models is not None:
-        keep_models[(cell, lag, seed)] = model
-    return GradientStudy(run, tuple(p[0] for p in probes), tuple(p[1] for p in probes),
-                         tuple(tuple(float(v) for v in p[2]) for p in probes))
+    study = GradientStudy(run, tuple(p[0] for p in probes), tuple(p[1] for p in probes),
+                          tuple(tuple(float(v) for v in p[2]) for p in probes))
+    return study, model.get_weights()
 
 
 def initial_probe(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["units"],
