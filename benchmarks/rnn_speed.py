@@ -14,9 +14,10 @@ float32 and in the same run:
   inside the loop, the way the chapters write it for reading: the baseline the fused
   version is measured against;
 
-and prints, for each, the statistic of several repeats that the book's pages use
-(:data:`rnncourse.analysis.TIMING_STATISTIC`, the smallest: interference on a shared
-machine only ever adds time), with the calls taking turns, and the ratios. The aim:
+and prints, for each, what the book's pages report: the CPU time of the process
+(:data:`rnncourse.analysis.TIMING_CLOCK`), the smallest of several repeats
+(:data:`rnncourse.analysis.TIMING_STATISTIC`), with the calls taking turns, and the ratios.
+The aim:
 the fused NumPy forward within 2x of Keras's forward on a CPU.
 """
 
@@ -129,8 +130,8 @@ def main() -> None:
                   f"{r['numpy_fused'] * 1e3:8.1f}ms {r['numpy_unfused'] * 1e3:8.1f}ms | "
                   f"{r['numpy_fused'] / r['keras_forward']:15.2f} "
                   f"{r['numpy_unfused'] / r['numpy_fused']:13.2f}")
-    print(f"({TIMING_STATISTIC} of {repeats} calls each, taking turns, float32, after one warm-up "
-          "call; times per batch)")
+    print(f"({TIMING_STATISTIC} CPU time of {repeats} calls each, taking turns, float32, after one "
+          "warm-up call; times per batch)")
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ from rnncourse.seeding import seed_everything
 #: machine the book is built on is shared; interference only ever adds time, so the
 #: smallest of several calls is the steadier estimate of the cost itself.
 TIMING_STATISTIC = "min"
+#: The clock they read: the CPU time of this process (all its threads), which counts what a
+#: call cost and not the time other programs held the cores while it waited: on a busy
+#: machine wall-clock minima can come out several times too large and in the wrong order.
+TIMING_CLOCK = time.process_time
 
 
 # --------------------------------------------------------------------------- Jacobians
@@ -101,7 +105,7 @@ def plot_learning_curves(ax, curves, *, chance=None, colors=None, styles=None, l
 
 
 # --------------------------------------------------------------------------- timing
-def time_calls(calls, repeats, *, warmup=1, statistic=TIMING_STATISTIC, clock=time.perf_counter):
+def time_calls(calls, repeats, *, warmup=1, statistic=TIMING_STATISTIC, clock=TIMING_CLOCK):
     """Time every zero-argument call in ``calls`` (a dict) ``repeats`` times, in turns.
 
     Each call runs ``warmup`` times first (compilation, caches). The calls then take turns,
