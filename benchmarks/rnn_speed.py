@@ -14,7 +14,10 @@ float32 and in the same run:
   inside the loop, the way the chapters write it for reading: the baseline the fused
   version is measured against;
 
-and prints the median of several repeats and the ratios. The aim stated in the course:
+and prints, for each, what the book's pages report: the CPU time of the process
+(:data:`rnncourse.analysis.TIMING_CLOCK`), the smallest of several repeats
+(:data:`rnncourse.analysis.TIMING_STATISTIC`), with the calls taking turns, and the ratios.
+The aim:
 the fused NumPy forward within 2x of Keras's forward on a CPU.
 """
 
@@ -22,16 +25,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import rnncourse  # noqa: E402,F401  (quiets TensorFlow before it loads)
-from rnncourse import numpy_rnn  # noqa: E402
+import rnncourse  # noqa: F401  (quiets TensorFlow before it loads)
+from rnncourse import numpy_rnn
+from rnncourse.analysis import TIMING_STATISTIC, time_calls
 
 
 def sigmoid(a):
@@ -77,16 +79,6 @@ def fused(cell, x, K, U, b):
     return numpy_rnn.gru_forward(x, K, U, b)
 
 
-def median_seconds(function, repeats):
-    function()  # warm-up (tf.function tracing, caches)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
 def measure(cell, B, T, D, H, repeats):
     import keras
     import tensorflow as tf
@@ -112,12 +104,13 @@ def measure(cell, B, T, D, H, repeats):
     mine = fused(cell, x_np, K, U, b)
     np.testing.assert_allclose(mine, forward(x).numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(unfused(cell, x_np, K, U, b), mine, rtol=1e-4, atol=1e-4)
-    return {
-        "keras_forward": median_seconds(lambda: forward(x).numpy(), repeats),
-        "keras_forward_backward": median_seconds(lambda: [g.numpy() for g in forward_backward(x)], repeats),
-        "numpy_fused": median_seconds(lambda: fused(cell, x_np, K, U, b), repeats),
-        "numpy_unfused": median_seconds(lambda: unfused(cell, x_np, K, U, b), repeats),
+    calls = {
+        "keras_forward": lambda: forward(x).numpy(),
+        "keras_forward_backward": lambda: [g.numpy() for g in forward_backward(x)],
+        "numpy_fused": lambda: fused(cell, x_np, K, U, b),
+        "numpy_unfused": lambda: unfused(cell, x_np, K, U, b),
     }
+    return time_calls(calls, repeats, warmup=1)[0]   # warm-up: tf.function tracing, caches
 
 
 def main() -> None:
@@ -137,7 +130,8 @@ def main() -> None:
                   f"{r['numpy_fused'] * 1e3:8.1f}ms {r['numpy_unfused'] * 1e3:8.1f}ms | "
                   f"{r['numpy_fused'] / r['keras_forward']:15.2f} "
                   f"{r['numpy_unfused'] / r['numpy_fused']:13.2f}")
-    print("(median of", repeats, "runs each, float32, after one warm-up call; times per batch)")
+    print(f"({TIMING_STATISTIC} CPU time of {repeats} calls each, taking turns, float32, after one "
+          "warm-up call; times per batch)")
 
 
 if __name__ == "__main__":

@@ -3,10 +3,12 @@
 Both are generated in code (no download), batch-first like Keras: ``x`` has shape
 (B, T, D).
 
-* The **adding problem** (Hochreiter & Schmidhuber 1997): each step carries a random
-  number in [0, 1) and a marker bit; exactly two steps are marked, one in each half
-  of the sequence; the target is the sum of the two marked numbers. Predicting the
-  mean (1.0) gives a mean squared error of 1/6, the baseline a model must beat.
+* The **adding problem**, in the simplified form of Le, Jaitly and Hinton (2015) that
+  later work uses: each step carries a random number in [0, 1) and a marker bit;
+  exactly two steps are marked, one in each half of the sequence; the target is the
+  sum of the two marked numbers. Predicting the mean (1.0) gives a mean squared error
+  of 1/6, the baseline a model must beat. (Hochreiter & Schmidhuber's original
+  experiment 4 draws the values from [-1, 1] and asks for 0.5 + (X1 + X2) / 4.)
 * **Remember the first symbol**: every step is a one-hot symbol drawn at random;
   the label is the symbol at step 0, seen ``lag`` steps before the end. Chance
   accuracy is ``1 / n_symbols``.
