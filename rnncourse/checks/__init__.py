@@ -1,0 +1,1 @@
+"""Checks that grade cells call: one module per assignment."""
