@@ -76,19 +76,22 @@ def check_array(
     where = ""
     if time_axis is not None and got.ndim > time_axis:
         bad = np.moveaxis(error > atol + rtol * np.abs(want), time_axis, 0)
-        bad_steps = bad.reshape(bad.shape[0], -1).any(axis=1)
-        if backward:
-            last = len(bad_steps) - 1
-            start = last - int(np.argmax(bad_steps[::-1]))
-            where = (f" Walking back from the last step (t={last}), the values first go wrong "
-                     f"at time step t={start}" + (" (already at the last step)." if start == last
-                                                  else "."))
-        else:
-            where = f" Values first differ at time step t={int(np.argmax(bad_steps))}."
+        where = _where_wrong(bad.reshape(bad.shape[0], -1).any(axis=1), backward)
     raise AssertionError(
         f"`{name}` has the right shape but wrong values (largest difference "
         f"{error.max():.3g}).{where}" + (f" {hint}" if hint else "")
     )
+
+
+def _where_wrong(bad_steps: np.ndarray, backward: bool) -> str:
+    """Where along time the values go wrong: the first wrong step, or, for a backward pass,
+    the first one reached walking back from the last step."""
+    if not backward:
+        return f" Values first differ at time step t={int(np.argmax(bad_steps))}."
+    last = len(bad_steps) - 1
+    start = last - int(np.argmax(bad_steps[::-1]))
+    return (f" Walking back from the last step (t={last}), the values first go wrong at time "
+            f"step t={start}" + (" (already at the last step)." if start == last else "."))
 
 
 class _CallWatcher:
