@@ -152,7 +152,8 @@ def call_student(
     * with a ``hint``, an error raised inside the function (an ``IndexError`` in the
       student's own code) becomes an ``AssertionError`` that names it and gives the
       hint; the original error, with the student's lines, stays in the traceback.
-      (``MemoryError`` is passed on as it is.)
+      (``MemoryError``, and the release's ``NotImplementedError`` of a function not
+      written yet, are passed on as they are.)
     """
     name = getattr(function, "__name__", "the function")
     before = [_snapshot(a) for a in args]
@@ -165,7 +166,7 @@ def call_student(
     try:
         result = function(*args, **kwargs)
     except Exception as error:
-        if not hint or isinstance(error, MemoryError):
+        if not hint or isinstance(error, (MemoryError, NotImplementedError)):
             raise
         raise AssertionError(
             f"`{name}` raised {type(error).__name__} ({error}) inside your code. Hint: {hint}"

@@ -263,8 +263,13 @@ def test_an_error_inside_the_student_function_still_gets_the_hint():
     def hungry():
         raise MemoryError("too big")
 
+    def not_written_yet():
+        raise NotImplementedError()  # what the student's release holds
+
     with pytest.raises(MemoryError):
         call_student(hungry, hint="unused")
+    with pytest.raises(NotImplementedError):
+        call_student(not_written_yet, hint="unused")
 
 
 def test_a_gru_forward_that_drops_reset_after_and_crashes_gets_the_hint():

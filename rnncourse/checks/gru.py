@@ -80,8 +80,9 @@ def check_gru_forward(gru_forward, B: int, T: int, D: int, H: int, seed: int, re
             "GRU", x, [K, U, b], [np.zeros((B, H))], reset_after=reset_after)[0]
     kwargs = {"reset_after": reset_after} | ({"h0": h0} if with_initial_state else {})
     got = call_student(gru_forward, x, K, U, b, **kwargs, hint=(
-        f"gru_forward(..., reset_after={reset_after}) got b of shape "
-        f"{'(2, 3H)' if reset_after else '(3H,)'}: pass reset_after on to gru_step."))
+        "with reset_after=False, b has shape (3H,): pass reset_after on to gru_step, whose "
+        "default (True) expects b of shape (2, 3H)." if not reset_after else
+        "with reset_after=True, b has shape (2, 3H): compare gru_step with the equations above."))
     hint = ("the first step is right but not the next: carry h from step to step, and pass "
             "reset_after on to gru_step.")
     check_array("h", got, want, shape_names="B, T, H", suspects=suspects, time_axis=1,
