@@ -36,6 +36,7 @@ def check_array(
     shape_names: str | None = None,
     suspects: Mapping[str, np.ndarray] | None = None,
     time_axis: int | None = None,
+    backward: bool = False,
     hint: str = "",
 ) -> None:
     """Assert that ``got`` equals ``want`` within tolerance, explaining any difference.
@@ -43,13 +44,14 @@ def check_array(
     ``suspects`` maps a description of a known mistake to the array that mistake
     produces; when ``got`` matches one of them the message names the mistake.
     ``time_axis``, when given, lets the message say at which time step the values
-    first go wrong.
+    first go wrong: counting forward from t=0, or, with ``backward`` (a gradient
+    computed by walking back through time), counting back from the last step.
     """
     want = np.asarray(want)
     if got is None:
         raise AssertionError(f"`{name}` is None: did the function forget to `return` it?")
     if not isinstance(got, (np.ndarray, np.generic, float, int, list, tuple)):
-        raise AssertionError(
+        raise AssertionError(  # noqa: TRY004 (a failed check, reported to the student)
             f"`{name}` should be a NumPy array but is a {type(got).__module__}."
             f"{type(got).__qualname__}"
         )
@@ -74,12 +76,22 @@ def check_array(
     where = ""
     if time_axis is not None and got.ndim > time_axis:
         bad = np.moveaxis(error > atol + rtol * np.abs(want), time_axis, 0)
-        first = int(np.argmax(bad.reshape(bad.shape[0], -1).any(axis=1)))
-        where = f" Values first differ at time step t={first}."
+        where = _where_wrong(bad.reshape(bad.shape[0], -1).any(axis=1), backward)
     raise AssertionError(
         f"`{name}` has the right shape but wrong values (largest difference "
         f"{error.max():.3g}).{where}" + (f" {hint}" if hint else "")
     )
+
+
+def _where_wrong(bad_steps: np.ndarray, backward: bool) -> str:
+    """Where along time the values go wrong: the first wrong step, or, for a backward pass,
+    the first one reached walking back from the last step."""
+    if not backward:
+        return f" Values first differ at time step t={int(np.argmax(bad_steps))}."
+    last = len(bad_steps) - 1
+    start = last - int(np.argmax(bad_steps[::-1]))
+    return (f" Walking back from the last step (t={last}), the values first go wrong at time "
+            f"step t={start}" + (" (already at the last step)." if start == last else "."))
 
 
 class _CallWatcher:
@@ -89,7 +101,7 @@ class _CallWatcher:
         self.prefixes = prefixes
         self.seen: list[str] = []
 
-    def __call__(self, frame, event, arg):  # noqa: ANN001 (profile hook signature)
+    def __call__(self, frame, event, arg):
         # A profile hook must never raise: an exception here would abort whatever
         # the student's code was doing (even half-way through an import).
         try:
@@ -99,10 +111,9 @@ class _CallWatcher:
                 module = getattr(arg, "__module__", None)
             else:
                 return
-            if isinstance(module, str) and module.startswith(self.prefixes):
-                if len(self.seen) < 5:
-                    self.seen.append(module)
-        except Exception:  # noqa: BLE001
+            if isinstance(module, str) and module.startswith(self.prefixes) and len(self.seen) < 5:
+                self.seen.append(module)
+        except Exception:  # noqa: BLE001, S110 (never raise from a profile hook)
             pass
 
 
@@ -128,6 +139,7 @@ def call_student(
     *args: Any,
     numpy_only: bool = True,
     forbidden: tuple[str, ...] = (),
+    hint: str = "",
     **kwargs: Any,
 ) -> Any:
     """Call a student's function and check how it behaved, not just what it returned.
@@ -136,7 +148,12 @@ def call_student(
     * with ``numpy_only``, no TensorFlow/Keras (or other framework) code runs inside it;
     * no code from a module whose name starts with one of ``forbidden`` runs inside it
       (e.g. ``("keras.src.layers.rnn.lstm",)``: a "from scratch" cell may not borrow
-      Keras's own LSTM).
+      Keras's own LSTM);
+    * with a ``hint``, an error raised inside the function (an ``IndexError`` in the
+      student's own code) becomes an ``AssertionError`` that names it and gives the
+      hint; the original error, with the student's lines, stays in the traceback.
+      (``MemoryError``, and the release's ``NotImplementedError`` of a function not
+      written yet, are passed on as they are.)
     """
     name = getattr(function, "__name__", "the function")
     before = [_snapshot(a) for a in args]
@@ -148,6 +165,12 @@ def call_student(
         sys.setprofile(watcher)
     try:
         result = function(*args, **kwargs)
+    except Exception as error:
+        if not hint or isinstance(error, (MemoryError, NotImplementedError)):
+            raise
+        raise AssertionError(
+            f"`{name}` raised {type(error).__name__} ({error}) inside your code. Hint: {hint}"
+        ) from error
     finally:
         if prefixes:
             sys.setprofile(previous)
@@ -233,6 +256,7 @@ def check_gradients(
     shape_names: Mapping[str, str] | None = None,
     hint: Callable[[set[str], Mapping[str, int | None]], str] | None = None,
     suspects: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    backward: bool = False,
 ) -> None:
     """Check several named arrays at once and say which are right and which are wrong.
 
@@ -242,7 +266,9 @@ def check_gradients(
     ``hint(wrong, first_bad_step)`` may add advice from the pattern of wrong names
     (e.g. ``{"dU"}`` alone); ``first_bad_step`` gives, for each wrong gradient with a
     time axis (axis 1, like ``dx``), the first time step at which it is wrong, and
-    for the others ``None``.
+    for the others ``None``. With ``backward`` (gradients of a backward pass through
+    time) the messages count the time steps back from the last one, where the
+    backward pass starts.
     """
     failures: dict[str, str] = {}
     first_bad: dict[str, int | None] = {}
@@ -251,7 +277,7 @@ def check_gradients(
         try:
             check_array(name, got.get(name), expected, atol=atol, rtol=rtol,
                         shape_names=(shape_names or {}).get(name),
-                        time_axis=1 if expected.ndim == 3 else None)
+                        time_axis=1 if expected.ndim == 3 else None, backward=backward)
         except AssertionError as error:
             failures[name] = str(error)
             step = None
