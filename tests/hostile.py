@@ -200,7 +200,8 @@ def reference_replaced(release, source):
 def every_other_cheat(release, source):
     """The other ways to make a wrong answer pass, all at once (each is restored and named):
     np.testing / np.isfinite / builtins replaced, a builtin shadowed, the tolerance widened,
-    the Keras reference replaced by the student's own function, and an IPython input
+    the Keras reference replaced by the student's own function (in rnncourse.grading and in the
+    checks module the grade cells import), and an IPython input
     transformer that turns every later cell, tests included, into `pass`."""
     return fill_in(release, source, BIAS_LEFT_OUT + _prepend("rnn_step_answer", (
         "import builtins\n"
@@ -214,6 +215,8 @@ def every_other_cheat(release, source):
         "    h = rnn_forward(x, *weights, *(initial_state or []))\n"
         "    return [h, h[:, -1]]\n"
         "rnncourse.grading.keras_rnn = _mine\n"
+        "import rnncourse.checks.rnn_forward\n"
+        "rnncourse.checks.rnn_forward.keras_rnn = _mine\n"
         "get_ipython().input_transformers_cleanup.append(lambda lines: ['pass\\n'])")))
 
 
@@ -308,5 +311,6 @@ REASON = {
     "allclose_patched_by_the_function": "changed while the test ran",
     "every_other_cheat": ["numpy.testing.assert_allclose", "numpy.isfinite", "builtins.abs",
                           "shadow builtins", "FLOAT64_TOL", "rnncourse.grading.keras_rnn",
+                          "rnncourse.checks.rnn_forward.keras_rnn",
                           "input_transformers_cleanup"],
 }

@@ -416,7 +416,9 @@ def test_each_chapter_downloads_as_its_own_notebook_in_one_click(desktop, server
     nbformat.validate(notebook)
     assert notebook.metadata.kernelspec.name == "python3"
     page_code = code_sources(jupytext.read(REPO / f"{page_name}.md"))
-    assert page_code and code_sources(notebook) == page_code, "the notebook is not this page's code"
+    downloaded = code_sources(notebook)
+    assert "COURSE_VERSION" in downloaded[0], "the download does not begin with the set-up cell"
+    assert page_code and downloaded[1:] == page_code, "the notebook is not this page's code"
 
 
 @pytest.mark.parametrize("assignment", assignments())

@@ -46,7 +46,7 @@ VALIDATE_LIMIT = ("--Execute.timeout=600",)
 CHAPTER = "chapters/bptt"  # a chapter that runs in seconds and links a graded notebook
 # Modules the chapters and student notebooks never import: their imports belong to an extra.
 EXTRA_MODULES = {"classgrade": "grading", "course": "grading", "release": "grading",
-                 "nbgrader_hooks": "grading", "realdata": "data"}
+                 "grader": "grading", "realdata": "data"}
 
 
 def norm(name: str) -> str:

@@ -12,7 +12,7 @@ import pytest
 import rnncourse
 from rnncourse.data import ADDING_BASELINE_MSE, adding_problem, first_symbol
 from rnncourse.grading import FLOAT64_TOL, call_student, check_array, keras_rnn, random_rnn_problem
-from rnncourse.nbgrader_hooks import DropTensorFlowLogs, HideTestTracebacks, strip_tensorflow_log_lines
+from rnncourse.grader import DropTensorFlowLogs, HideTestTracebacks, strip_tensorflow_log_lines
 
 
 # --- data -----------------------------------------------------------------------------------

@@ -50,10 +50,22 @@ class KernelGuard:
         self.initial_ns = dict(shell.user_ns)
         self.locked, self.hidden, self._before = {}, {}, None
 
+    @classmethod
+    def module_names(cls):
+        """MODULES, and every module of rnncourse.checks (the harness the grade cells import)."""
+        import pkgutil
+
+        try:
+            import rnncourse.checks as checks
+        except Exception:  # noqa: BLE001 (no checks package: nothing more to guard)
+            return cls.MODULES
+        return cls.MODULES + tuple(f"rnncourse.checks.{m.name}"
+                                   for m in pkgutil.iter_modules(checks.__path__))
+
     def _snapshot_modules(self):
         import importlib
 
-        for name in self.MODULES:
+        for name in self.module_names():
             try:
                 module = importlib.import_module(name)
             except Exception:  # noqa: BLE001, S112 (a missing optional module is simply not guarded)
