@@ -25,6 +25,7 @@ book: install
 	@echo "Open the course: file://$(CURDIR)/_build/html/index.html"
 
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 test-fast: install

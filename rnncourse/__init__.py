@@ -16,8 +16,8 @@ import os
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
-from rnncourse.data import adding_problem, first_symbol  # noqa: E402
-from rnncourse.seeding import seed_everything  # noqa: E402
+from rnncourse.data import adding_problem, first_symbol
+from rnncourse.seeding import seed_everything
 
 __all__ = ["adding_problem", "first_symbol", "seed_everything"]
 __version__ = "0.2.0"  # the one place; pyproject.toml and the set-up cells read it

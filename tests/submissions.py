@@ -62,8 +62,8 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
             {"rnn_forward_shapes", "rnn_forward_matches_keras", "rnn_forward_initial_state"}),
         "Keras called inside the from-scratch function": (
             [("rnn_step_answer", "return np.tanh(x_t @ K + h_prev @ U + b)",
-              "import keras\n    return keras.ops.convert_to_numpy("
-              "keras.ops.tanh(x_t @ K + h_prev @ U + b))")],
+              ("import keras\n    return keras.ops.convert_to_numpy("
+              "keras.ops.tanh(x_t @ K + h_prev @ U + b))"))],
             RNN_FORWARD_ALL),
     },
     "rnn_backward": {
@@ -176,12 +176,12 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
             LSTM_CELL_OUTPUTS),
         "weights created in the order recurrent_kernel, kernel, bias": (
             [("lstm_cell_answer",
-              'self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")\n'
+              ('self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")\n'
               '        self.recurrent_kernel = self.add_weight(shape=(H, 4 * H), initializer="orthogonal",\n'
-              '                                                name="recurrent_kernel")',
-              'self.recurrent_kernel = self.add_weight(shape=(H, 4 * H), initializer="orthogonal",\n'
+              '                                                name="recurrent_kernel")'),
+              ('self.recurrent_kernel = self.add_weight(shape=(H, 4 * H), initializer="orthogonal",\n'
               '                                                name="recurrent_kernel")\n'
-              '        self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")')],
+              '        self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")'))],
             {"lstm_cell_weights"} | LSTM_CELL_OUTPUTS),
         "unit_forget_bias ignored (bias starts at zero)": (
             [("lstm_cell_answer", "if self.unit_forget_bias:", "if False:")],
@@ -194,11 +194,11 @@ EXPECTED: dict[str, dict[str, tuple[list[tuple[str, str, str]], set[str]]]] = {
             {"lstm_cell_gradients"}),
         "Keras's own LSTMCell borrowed": (
             [("lstm_cell_answer", 'self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")',
-              "self.inner = keras.layers.LSTMCell(H, unit_forget_bias=self.unit_forget_bias, dtype=self.dtype_policy)\n"
+              ("self.inner = keras.layers.LSTMCell(H, unit_forget_bias=self.unit_forget_bias, dtype=self.dtype_policy)\n"
               "        self.inner.build(input_shape)\n"
               "        self.kernel = self.inner.kernel\n"
               "        return\n"
-              '        self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")'),
+              '        self.kernel = self.add_weight(shape=(D, 4 * H), initializer="glorot_uniform", name="kernel")')),
              ("lstm_cell_answer", "z = tf.matmul(inputs, self.kernel)",
               "return self.inner(inputs, [h_prev, c_prev])\n        z = tf.matmul(inputs, self.kernel)")],
             {"lstm_cell_weights", "lstm_cell_forget_bias"} | LSTM_CELL_OUTPUTS),

@@ -43,8 +43,8 @@ def test_release_holds_no_solution_and_no_hidden_test(assignment):
     # unless the instructor's notebook also writes it outside the solutions (a visible check
     # may well contain `H = U.shape[0]` too)
     student_code = "\n".join("".join(c["source"]) for c in release["cells"])
-    blocks = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.S)
-    hidden = re.compile(r"### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS", re.S)
+    blocks = re.compile(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", re.DOTALL)
+    hidden = re.compile(r"### BEGIN HIDDEN TESTS\n.*?### END HIDDEN TESTS", re.DOTALL)
     codes = ["".join(cell["source"]) for cell in source["cells"]]
     outside = "\n".join(hidden.sub("", blocks.sub("", code)) for code in codes)
     solution_lines = [line.strip() for code in codes for body in blocks.findall(code)

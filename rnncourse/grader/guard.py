@@ -56,7 +56,7 @@ class KernelGuard:
         import pkgutil
 
         try:
-            import rnncourse.checks as checks
+            from rnncourse import checks
         except Exception:  # noqa: BLE001 (no checks package: nothing more to guard)
             return cls.MODULES
         return cls.MODULES + tuple(f"rnncourse.checks.{m.name}"
