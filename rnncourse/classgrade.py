@@ -31,6 +31,7 @@ usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -46,6 +47,7 @@ from pathlib import Path
 
 from . import __version__, course
 from .course import submitted_students
+from .grader.sandbox import reap_orphan_kernels
 from .grader.version import version_warning
 
 STATUS_DIR = "grading-status"
@@ -487,11 +489,13 @@ def _run_jobs(root: Path, assignment: str, todo: list[str], *, workers: int, sch
             statuses[student] = status
             if not quiet:
                 _progress(done, len(todo), student, status, job)
-        client.run(release_spare_kernels)
     finally:
+        with contextlib.suppress(Exception):  # workers already gone: nothing to release
+            client.run(release_spare_kernels)
         client.close()
         if cluster is not None:
             cluster.close()
+        reap_orphan_kernels()  # kernels of workers that were killed (this machine only)
     return statuses
 
 

@@ -189,3 +189,31 @@ def test_hide_test_tracebacks_keeps_student_frames_and_message():
     assert "hidden_secret" not in shown and "grading.py" not in shown
     assert "student_code()" in shown and shown.endswith("AssertionError: `h` is wrong")
     assert shown.count("not shown") == 1
+
+
+def test_kernels_whose_grading_process_died_are_reaped(tmp_path, monkeypatch):
+    """A sandboxed kernel started ahead by a grading process that was then killed is stopped."""
+    import tempfile
+
+    from rnncourse.grader import sandbox
+
+    monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
+    parent = tmp_path / f"rnncourse-kernels-{os.getuid()}"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    orphan, owned = parent / "k-orphan", parent / "k-owned"
+    for folder, owner in ((orphan, dead.stdout.strip()), (owned, str(os.getpid()))):
+        folder.mkdir(parents=True)
+        (folder / sandbox.OWNER).write_text(owner)
+    # stand-ins for the kernels: processes whose command line names their folder
+    kernels = {f: subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
+                                    str(f / "kernel.json")]) for f in (orphan, owned)}
+    try:
+        assert sandbox.reap_orphan_kernels() == 1
+        assert kernels[orphan].wait(timeout=10) == -9
+        assert not orphan.exists()
+        assert kernels[owned].poll() is None and owned.exists(), "a live owner's kernel was stopped"
+    finally:
+        for process in kernels.values():
+            process.kill()
+            process.wait()

@@ -69,6 +69,58 @@ def _sandbox_main(argv):
 _UNSHARE_OK: dict[tuple, bool] = {}
 
 
+OWNER = "owner.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_orphan_kernels() -> int:
+    """Stop sandboxed kernels whose grading process died without shutting them down.
+
+    A grading process that is killed (a job past ``--job-timeout``, an interrupted class)
+    cannot stop the kernel it started ahead for its next submission. Each kernel's private
+    folder names its owner's process id; a kernel whose owner is gone is killed with its
+    folder. Returns how many were stopped. Linux only (it reads /proc).
+    """
+    parent = os.path.join(tempfile.gettempdir(), f"rnncourse-kernels-{os.getuid()}")
+    if not os.path.isdir(parent) or not os.path.isdir("/proc"):
+        return 0
+    stopped = 0
+    for name in os.listdir(parent):
+        folder = os.path.join(parent, name)
+        try:
+            with open(os.path.join(folder, OWNER)) as handle:
+                owner = int(handle.read().strip())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    command = handle.read().decode(errors="replace")
+            except OSError:
+                continue
+            if folder in command:
+                try:
+                    os.kill(int(pid), 9)
+                    stopped += 1
+                except OSError:
+                    pass
+        shutil.rmtree(folder, ignore_errors=True)
+    return stopped
+
+
 def _unshare_works(flags: tuple[str, ...]) -> bool:
     """Whether ``unshare FLAGS true`` works here (root, or user namespaces allowed)."""
     if flags not in _UNSHARE_OK:
@@ -136,6 +188,8 @@ class SandboxedKernelManager(_AsyncKernelManager):
             os.makedirs(parent, mode=0o711, exist_ok=True)
             os.chmod(parent, 0o711)  # others may enter a kernel's folder, not list them
             self._private = tempfile.mkdtemp(prefix="k-", dir=parent)
+            with open(os.path.join(self._private, OWNER), "w") as handle:
+                handle.write(str(os.getpid()))  # reap_orphan_kernels: whose kernel this is
             self.transport = "ipc"
             self.ip = os.path.join(self._private, "kernel")
             self.connection_file = os.path.join(self._private, "kernel.json")
