@@ -15,13 +15,10 @@ without a browser.
 
 from __future__ import annotations
 
-import functools
 import html
-import http.server
 import os
 import re
 import tempfile
-import threading
 import urllib.request
 from pathlib import Path
 from urllib.parse import quote_plus, unquote, urljoin, urlsplit
@@ -29,7 +26,7 @@ from urllib.parse import quote_plus, unquote, urljoin, urlsplit
 import nbformat
 import pytest
 import yaml
-from bookpages import notebook_pages, toc_files
+from bookpages import notebook_pages, serve, toc_files
 
 REPO = Path(__file__).resolve().parent.parent
 HTML = REPO / "_build" / "html"
@@ -74,22 +71,11 @@ def site(built_book) -> Path:
     return HTML
 
 
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def server(site):
     """http://127.0.0.1:<free port> serving _build/html, in a thread, for this module."""
-    handler = functools.partial(QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=10)
+    with serve(site) as url:
+        yield url
 
 
 def fetch(url: str) -> bytes:

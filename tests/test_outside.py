@@ -16,8 +16,6 @@ COURSE_OUTSIDE_PYTHON=/path/to/python3.13 makes the fresh environment with anoth
 from __future__ import annotations
 
 import ast
-import functools
-import http.server
 import importlib.metadata
 import json
 import os
@@ -25,7 +23,6 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from urllib.parse import unquote, urljoin
@@ -37,6 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
     from pip._vendor import tomli as tomllib
 
 import pytest
+from bookpages import serve
 
 from rnncourse import __version__, setupcell
 
@@ -207,11 +205,6 @@ def test_the_setup_cell_stops_with_one_sentence_when_the_package_is_missing_or_a
 
 
 # --- slow: a newcomer with only the built site --------------------------------------------------
-class QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
 @pytest.fixture(scope="module")
 def site(built_book):
     """The built site. Whether the whole build passed is tests/test_book.py's question; here
@@ -225,13 +218,8 @@ def site(built_book):
 
 @pytest.fixture(scope="module")
 def server(site):
-    handler = functools.partial(QuietHandler, directory=str(site))
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve(site) as url:
+        yield url
 
 
 def fetch(url: str) -> bytes:
