@@ -104,6 +104,25 @@ def plot_learning_curves(ax, curves, *, chance=None, colors=None, styles=None, l
     return ax
 
 
+
+def plot_gradient_study(axes, studies, *, chance=None):
+    """The two panels of a :func:`gradient_study` figure: on ``axes[0]`` each seed's held-out
+    accuracy per epoch, on ``axes[1]`` (log scale) each seed's ratio of the gradient on the
+    marked input to the gradient on the other inputs, before training (epoch 0) and after
+    every epoch, with a dotted line at 1 (above it the marked input stands out)."""
+    plot_learning_curves(axes[0], [st.run for st in studies], chance=chance,
+                         labels=lambda r: f"seed {r.seed}", fontsize=6)
+    axes[0].set_ylim(0, 1.05)
+    for n, st in enumerate(studies):
+        r = st.ratio()
+        axes[1].plot(np.arange(len(r)), r, color=f"C{n}")
+    axes[1].axhline(1.0, color="k", ls=":", lw=1)
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("epoch (0: before training)")
+    axes[1].set_ylabel("marked / other inputs")
+    axes[1].grid(alpha=0.3)
+    return axes
+
 # --------------------------------------------------------------------------- timing
 def time_calls(calls, repeats, *, warmup=1, statistic=TIMING_STATISTIC, clock=TIMING_CLOCK):
     """Time every zero-argument call in ``calls`` (a dict) ``repeats`` times, in turns.

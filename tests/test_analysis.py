@@ -99,3 +99,18 @@ def test_initial_probe_is_the_studys_first_probe():
     np.testing.assert_allclose(by_distance, study.by_distance[0], rtol=1e-6)
     mean, low, high = analysis.geometric_interval([1.0, 100.0])
     assert mean == pytest.approx(10.0) and low < mean < high
+
+
+def test_plot_gradient_study_draws_accuracy_and_the_ratio_per_seed():
+    runs = [Run("GRU", 50, s, 32, 100, 0.5, 0.25, 1.0, (0.25, 0.9)) for s in (0, 1)]
+    studies = [analysis.GradientStudy(run, (1.0, 2.0, 8.0), (1.0, 1.0, 2.0), ((0.0,),) * 3)
+               for run in runs]
+    _, axes = plt.subplots(1, 2)
+    analysis.plot_gradient_study(axes, studies, chance=0.25)
+    assert len(axes[0].get_lines()) == 3                  # two seeds and chance
+    ratio_lines = axes[1].get_lines()
+    assert len(ratio_lines) == 3                          # two seeds and the line at 1
+    np.testing.assert_allclose(ratio_lines[0].get_ydata(), [1.0, 2.0, 4.0])
+    np.testing.assert_array_equal(ratio_lines[0].get_xdata(), [0, 1, 2])
+    assert axes[1].get_yscale() == "log"
+    plt.close("all")
