@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -199,10 +200,11 @@ def test_kernels_whose_grading_process_died_are_reaped(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "gettempdir", lambda: str(tmp_path))
     parent = tmp_path / f"rnncourse-kernels-{os.getuid()}"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    # an owner that cannot be alive: above the kernel's largest process id (a real dead
+    # process's id may already be reused in a long test run)
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
     orphan, owned = parent / "k-orphan", parent / "k-owned"
-    for folder, owner in ((orphan, dead.stdout.strip()), (owned, str(os.getpid()))):
+    for folder, owner in ((orphan, str(dead)), (owned, str(os.getpid()))):
         folder.mkdir(parents=True)
         (folder / sandbox.OWNER).write_text(owner)
     # stand-ins for the kernels: processes whose command line names their folder
@@ -217,3 +219,16 @@ def test_kernels_whose_grading_process_died_are_reaped(tmp_path, monkeypatch):
         for process in kernels.values():
             process.kill()
             process.wait()
+
+
+def test_the_course_setup_cell_is_not_reported_but_an_edited_one_is():
+    import nbformat
+
+    from rnncourse import __version__, setupcell
+    from rnncourse.grader.scan import course_setup_cell, suspicious_code
+
+    cell = nbformat.from_dict(setupcell.make_cell(__version__))
+    assert suspicious_code(cell.source), "the set-up cell uses importlib: a plain scan flags it"
+    assert course_setup_cell(cell)
+    cell.source += "\nimportlib.import_module('rnncourse.grading').FLOAT64_TOL.update(atol=9)\n"
+    assert not course_setup_cell(cell)

@@ -11,6 +11,7 @@ import builtins
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from .. import course, setupcell
 from .common import cell_name, is_instructor, note
 
 _TAMPER_NAMES = {"get_ipython", "__builtins__", "builtins", "setattr", "delattr", "exec", "eval",
@@ -82,9 +83,21 @@ class ReportSuspiciousCode(NbGraderPreprocessor):
     """Log the student's code that could tamper with the tests (sanitize step; no score change)."""
 
     def preprocess_cell(self, cell, resources, cell_index):
-        if cell.cell_type == "code" and not is_instructor(cell):
+        if cell.cell_type == "code" and not is_instructor(cell) and not course_setup_cell(cell):
             findings = suspicious_code(cell.source)
             if findings:
                 name = cell_name(cell, cell_index)
                 note(self.log, "suspicious", f"{name}: " + "; ".join(findings[:8]), cell=name)
         return cell, resources
+
+
+def course_setup_cell(cell) -> bool:
+    """Whether ``cell`` is the course's set-up cell exactly as the course writes it (for the
+    version it names): that code is the course's, not the student's. An edited one is scanned."""
+    if not setupcell.is_setup_cell(cell):
+        return False
+    version = setupcell.notebook_course_version({"cells": [cell]})
+    if version is None:
+        return False
+    urls = {"", setupcell.site_url_from_config(course.REPO / "_config.yml")}
+    return any(cell.source == setupcell.cell_source(version, url) for url in urls)
