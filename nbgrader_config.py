@@ -8,10 +8,10 @@ the student versions that ``nbgrader generate_assignment`` writes go to
 import os
 
 # Keep TensorFlow's start-up log lines off stderr in every kernel nbgrader starts
-# (kernels inherit this process's environment; rnncourse.course.TF_ENV is the one place
+# (kernels inherit this process's environment; rnncourse.TF_ENV is the one place
 # that names the variables). DropTensorFlowLogs below removes whatever a student's code
 # still makes TensorFlow print.
-from rnncourse.course import TF_ENV
+from rnncourse import TF_ENV
 
 os.environ.update(TF_ENV)
 

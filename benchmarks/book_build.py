@@ -24,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from rnncourse import TF_ENV
+
 REPO = Path(__file__).resolve().parent.parent
 EXECUTED = re.compile(r"^(\S+): Executed notebook in ([0-9.]+) seconds", re.MULTILINE)
 
@@ -31,8 +33,7 @@ EXECUTED = re.compile(r"^(\S+): Executed notebook in ([0-9.]+) seconds", re.MULT
 def build(output: Path, jobs: int | None) -> tuple[float, dict[str, float]]:
     """One strict build into ``output``; its wall time and each executed page's seconds."""
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}", **TF_ENV}
     env.pop("RNNCOURSE_RUN_CACHE", None)      # the build sets its own, inside output
     if jobs is not None:
         env["BOOK_JOBS"] = str(jobs)

@@ -12,9 +12,10 @@ import os
 # not 2: on TensorFlow 2.21 with op determinism on (``seed_everything``), ``model.fit``
 # with validation data logs an E-level line (node_def_util.cc, "NodeDef mentions
 # attribute use_unbounded_threadpool") that level 2 lets through. Python exceptions
-# are unaffected.
-os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
-os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+# are unaffected. oneDNN's start-up notice goes with it. The one place these are written:
+# the grader, the tests and the benchmarks pass TF_ENV on to the processes they start.
+TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+os.environ.update(TF_ENV)
 
 from rnncourse.data import adding_problem, first_symbol
 from rnncourse.seeding import seed_everything

@@ -4,7 +4,7 @@ Used by ``python -m rnncourse.release`` (regenerates ``exercises/``), by
 ``python -m rnncourse.classgrade`` and by the tests, which build throw-away course
 directories and grade real submissions through ``classgrade`` as instructors do.
 Also the one place for the repository root (:data:`REPO`) and for TensorFlow's
-environment variables (:data:`TF_ENV`).
+environment variables (``rnncourse.TF_ENV``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from rnncourse import TF_ENV
+
 REPO = Path(__file__).resolve().parent.parent
 
-#: TensorFlow's log lines stay off stderr (level 3, not 2: with op determinism on, model.fit
-#: logs an E-level line that level 2 lets through) and oneDNN's notice with them.
-TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 
 
 def tool_env() -> dict[str, str]:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from rnncourse import TF_ENV
+
 sys.path.insert(0, str(Path(__file__).parent))
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,8 +21,7 @@ def built_book():
     Returns the finished process; the site is in _build/html.
     """
     bin_dir = str(Path(sys.executable).parent)
-    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
-           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), **TF_ENV}
     return subprocess.run(
         [os.path.join(bin_dir, "jupyter-book"), "build", ".", "-n", "-W", "--keep-going"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=1800, check=False,
