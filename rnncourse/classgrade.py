@@ -382,8 +382,10 @@ def _client(scheduler: str | None, workers: int):
     import dask
 
     dask.config.set({"distributed.scheduler.allowed-failures": 0})  # a timed-out job is not re-run
+    # ":0": the scheduler's HTTP server (it starts one even without a dashboard) takes a free
+    # port, so two runs at once (or a test's cluster beside a run) do not compete for 8787
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=None, memory_limit=0, silence_logs=40)
+                           dashboard_address=":0", memory_limit=0, silence_logs=40)
     return Client(cluster), cluster
 
 

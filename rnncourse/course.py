@@ -89,11 +89,13 @@ def submitted_students(root: Path, assignment: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if (p / assignment).is_dir())
 
 
-def autograde(root: Path, assignment: str, *, workers: int | None = None) -> dict[str, dict]:
-    """Grade every submission of ``assignment`` the way instructors do (``classgrade``)."""
+def autograde(root: Path, assignment: str, *, workers: int | None = None,
+              scheduler: str | None = None) -> dict[str, dict]:
+    """Grade every submission of ``assignment`` the way instructors do (``classgrade``), on
+    ``workers`` local processes or on the Dask cluster at ``scheduler``."""
     from .classgrade import grade_class
 
-    return grade_class(Path(root), assignment, workers=workers, quiet=True)
+    return grade_class(Path(root), assignment, workers=workers, scheduler=scheduler, quiet=True)
 
 
 def nbgrader_config(root: Path):

@@ -1,10 +1,10 @@
 """The grading pipeline, end to end, with the real nbgrader commands.
 
-For every assignment in ``solutions/``: a throw-away course directory gets the
-course's ``nbgrader_config.py`` and the instructor source; ``generate_assignment``
-makes the student release; the submissions of ``tests/submissions.py`` (the
-solution, the untouched release, realistic wrong answers) are autograded in one
-run by ``classgrade``, the function instructors run (``course.autograde`` calls it);
+One throw-away course directory gets the course's ``nbgrader_config.py`` and every
+assignment of ``solutions/``. For each, ``generate_assignment`` makes the student release;
+the submissions of ``tests/submissions.py`` (the solution, the untouched release, realistic
+wrong answers) are autograded in one run by ``classgrade``, the function instructors run
+(``course.autograde`` calls it), on one local Dask cluster shared by all assignments;
 scores are read back from the gradebook, per grade cell.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import csv
 import html
+import os
 import re
 
 import pytest
@@ -44,7 +45,7 @@ class Graded:
         return course.scores(self.root, self.assignment, self.students[scenario])
 
 
-def _grade_class(root, assignment) -> Graded:
+def _grade_class(root, assignment, scheduler) -> Graded:
     """Generate the release, submit every scenario of the assignment, autograde them all."""
     release = course.read_notebook(course.generate(root, assignment))
     source = course.read_notebook(root / "solutions" / assignment / f"{assignment}.ipynb")
@@ -56,7 +57,7 @@ def _grade_class(root, assignment) -> Graded:
     if assignment == VERSIONED:  # the solution, handed in from a notebook of another course version
         students["other course version"] = "oldversion"
         course.submit(root, assignment, "oldversion", with_version_cell(fill_in(release, source, []), "0.0.1"))
-    statuses = course.autograde(root, assignment)
+    statuses = course.autograde(root, assignment, scheduler=scheduler)
     return Graded(root, assignment, students, statuses)
 
 
@@ -72,22 +73,31 @@ def with_version_cell(notebook: dict, version: str) -> dict:
 
 
 @pytest.fixture(scope="session")
-def _graded_classes() -> dict[str, Graded]:
-    return {}
+def _grading(tmp_path_factory):
+    """One course holding every assignment, and one local Dask cluster that grades them all
+    (its workers start once for the session instead of once per assignment)."""
+    from rnncourse.classgrade import _client
+
+    root = course.new_course(tmp_path_factory.mktemp("grading") / "course", ASSIGNMENTS)
+    client, cluster = _client(None, os.cpu_count() or 1)
+    client.close()
+    try:
+        yield {"root": root, "scheduler": cluster.scheduler_address, "graded": {}}
+    finally:
+        cluster.close()
 
 
 @pytest.fixture
-def graded(request, _graded_classes, tmp_path_factory) -> Graded:
+def graded(request, _grading) -> Graded:
     """The assignment's class, graded once per test session whatever order the tests run in.
 
     (A module-scoped fixture parametrized indirectly would be set up again for every
     scenario, because pytest tells parameters apart by position: a whole class each time.)
     """
     assignment = request.param
-    if assignment not in _graded_classes:
-        root = course.new_course(tmp_path_factory.mktemp(assignment) / "course", [assignment])
-        _graded_classes[assignment] = _grade_class(root, assignment)
-    return _graded_classes[assignment]
+    if assignment not in _grading["graded"]:
+        _grading["graded"][assignment] = _grade_class(_grading["root"], assignment, _grading["scheduler"])
+    return _grading["graded"][assignment]
 
 
 per_assignment = pytest.mark.parametrize("graded", ASSIGNMENTS, indirect=True)
@@ -164,7 +174,8 @@ def test_feedback_teaches_and_shows_no_hidden_test_source(graded):
 def test_export_writes_the_expected_scores(graded):
     course.nbgrader("export", root=graded.root)
     with open(graded.root / "grades.csv", newline="") as handle:
-        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)}
+        rows = {row["student_id"]: float(row["score"]) for row in csv.DictReader(handle)
+                if row["assignment"] == graded.assignment}
     total = sum(graded.max.values())
     for scenario, student in graded.students.items():
         expected = sum(graded.scores(scenario).values())
