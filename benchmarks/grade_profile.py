@@ -148,7 +148,7 @@ def main() -> None:
 
     start = time.monotonic()
     subprocess.run([sys.executable, "-m", "rnncourse.classgrade", assignment, "--root", str(root),
-                    "--workers", "1", "--force", *sum((["--student", s] for s in students[: args.n]), [])],
+                    "--workers", "1", "--force", *[a for s in students[: args.n] for a in ("--student", s)]],
                    check=True, capture_output=True, env=env)
     total = time.monotonic() - start
     jobs = []

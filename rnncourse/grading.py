@@ -34,7 +34,7 @@ def check_array(
     atol: float,
     rtol: float,
     shape_names: str | None = None,
-    suspects: Mapping[str, np.ndarray] | None = None,
+    suspects: Mapping[str, np.ndarray] | Callable[[], Mapping[str, np.ndarray]] | None = None,
     time_axis: int | None = None,
     backward: bool = False,
     hint: str = "",
@@ -42,7 +42,9 @@ def check_array(
     """Assert that ``got`` equals ``want`` within tolerance, explaining any difference.
 
     ``suspects`` maps a description of a known mistake to the array that mistake
-    produces; when ``got`` matches one of them the message names the mistake.
+    produces; when ``got`` matches one of them the message names the mistake. It may be a
+    function that returns that mapping: it is then called only for a wrong answer (the
+    mistakes' arrays can cost a Keras run each, which a right answer never needs).
     ``time_axis``, when given, lets the message say at which time step the values
     first go wrong: counting forward from t=0, or, with ``backward`` (a gradient
     computed by walking back through time), counting back from the last step.
@@ -68,7 +70,7 @@ def check_array(
         raise AssertionError(f"`{name}` contains NaN or infinite values.")
     if np.allclose(got, want, atol=atol, rtol=rtol):
         return
-    for mistake, wrong in (suspects or {}).items():
+    for mistake, wrong in _suspected(suspects).items():
         wrong = np.asarray(wrong)
         if wrong.shape == got.shape and np.allclose(got, wrong, atol=atol, rtol=rtol):
             raise AssertionError(f"`{name}` is wrong: it looks like {mistake}.")
@@ -81,6 +83,11 @@ def check_array(
         f"`{name}` has the right shape but wrong values (largest difference "
         f"{error.max():.3g}).{where}" + (f" {hint}" if hint else "")
     )
+
+
+def _suspected(suspects) -> Mapping:
+    """The known mistakes' arrays: ``suspects`` itself, or what it returns when a function."""
+    return (suspects() if callable(suspects) else suspects) or {}
 
 
 def _where_wrong(bad_steps: np.ndarray, backward: bool) -> str:
@@ -255,13 +262,15 @@ def check_gradients(
     context: str = "",
     shape_names: Mapping[str, str] | None = None,
     hint: Callable[[set[str], Mapping[str, int | None]], str] | None = None,
-    suspects: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    suspects: (Mapping[str, Mapping[str, np.ndarray]]
+               | Callable[[], Mapping[str, Mapping[str, np.ndarray]]] | None) = None,
     backward: bool = False,
 ) -> None:
     """Check several named arrays at once and say which are right and which are wrong.
 
     ``suspects`` maps a known mistake to the arrays (by name) it would produce; when
-    every returned array matches one of them, the message names that mistake.
+    every returned array matches one of them, the message names that mistake (a function
+    returning that mapping is called only when something is wrong).
 
     ``hint(wrong, first_bad_step)`` may add advice from the pattern of wrong names
     (e.g. ``{"dU"}`` alone); ``first_bad_step`` gives, for each wrong gradient with a
@@ -287,7 +296,7 @@ def check_gradients(
             first_bad[name] = step
     if not failures:
         return
-    for mistake, arrays in (suspects or {}).items():
+    for mistake, arrays in _suspected(suspects).items():
         if all(matches(got.get(name), arrays[name], atol, rtol) for name in want):
             raise AssertionError((f"{context}: " if context else "") +
                                  f"{', '.join(want)} are wrong: it looks like {mistake}.")

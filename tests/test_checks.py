@@ -226,6 +226,17 @@ def test_check_gradients_names_a_suspected_mistake():
     doubled = {k: 2 * v for k, v in want.items()}
     with pytest.raises(AssertionError, match="it looks like every gradient doubled"):
         check_gradients(doubled, want, suspects={"every gradient doubled": doubled}, **FLOAT64_TOL)
+    calls = []
+
+    def suspects():
+        calls.append(1)
+        return {"every gradient doubled": doubled}
+
+    check_gradients(want, want, suspects=suspects, **FLOAT64_TOL)  # right: never computed
+    assert calls == []
+    with pytest.raises(AssertionError, match="it looks like every gradient doubled"):
+        check_gradients(doubled, want, suspects=suspects, **FLOAT64_TOL)
+    assert calls == [1]
 
 
 def test_check_gradients_reports_a_missing_or_misshapen_gradient():

@@ -91,6 +91,22 @@ def test_check_array_passes_equal_and_explains_each_kind_of_difference():
         check_array("h", "not an array", want, **FLOAT64_TOL)
 
 
+def test_suspects_given_as_a_function_are_computed_for_a_wrong_answer_only():
+    want = np.arange(6.0).reshape(2, 3)
+    wrong = want + 1
+    calls = []
+
+    def suspects():
+        calls.append(1)
+        return {"every value one too large": wrong}
+
+    check_array("h", want, want, suspects=suspects, **FLOAT64_TOL)
+    assert calls == []
+    with pytest.raises(AssertionError, match="it looks like every value one too large"):
+        check_array("h", wrong, want, suspects=suspects, **FLOAT64_TOL)
+    assert calls == [1]
+
+
 def test_call_student_catches_mutation_and_framework_calls():
     def mutates(a):
         a += 1

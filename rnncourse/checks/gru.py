@@ -63,7 +63,9 @@ def check_gru_step(gru_step, B: int, D: int, H: int, seed: int, reset_after: boo
     got = call_student(gru_step, x[:, 0], h0, K, U, b, reset_after=reset_after,
                        hint=hint + f" With reset_after={reset_after}, b has shape "
                        + ("(2, 3H)." if reset_after else "(3H,)."))
-    suspects = {m: r[:, 0] for m, r in gru_mistakes(x, K, U, b, [h0], reset_after).items()}
+    def suspects():  # only for a wrong answer: a Keras run per mistake
+        return {m: r[:, 0] for m, r in gru_mistakes(x, K, U, b, [h0], reset_after).items()}
+
     check_array("h_t", got, want, shape_names="B, H", suspects=suspects, **FLOAT64_TOL, hint=hint)
 
 
@@ -74,10 +76,14 @@ def check_gru_forward(gru_forward, B: int, T: int, D: int, H: int, seed: int, re
     x, K, U, b = p["x"], p["K"], p["U"], p["b"]
     h0 = p["h0"] if with_initial_state else np.zeros((B, H))
     want = keras_rnn("GRU", x, [K, U, b], [h0], reset_after=reset_after)[0]
-    suspects = gru_mistakes(x, K, U, b, [h0], reset_after)
-    if with_initial_state:
-        suspects["the initial state h0 ignored (zeros used)"] = keras_rnn(
-            "GRU", x, [K, U, b], [np.zeros((B, H))], reset_after=reset_after)[0]
+
+    def suspects():  # only for a wrong answer: a Keras run per mistake
+        mistakes = gru_mistakes(x, K, U, b, [h0], reset_after)
+        if with_initial_state:
+            mistakes["the initial state h0 ignored (zeros used)"] = keras_rnn(
+                "GRU", x, [K, U, b], [np.zeros((B, H))], reset_after=reset_after)[0]
+        return mistakes
+
     kwargs = {"reset_after": reset_after} | ({"h0": h0} if with_initial_state else {})
     got = call_student(gru_forward, x, K, U, b, **kwargs, hint=(
         "with reset_after=False, b has shape (3H,): pass reset_after on to gru_step, whose "

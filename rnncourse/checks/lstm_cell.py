@@ -127,7 +127,9 @@ def check_cell_forward(LSTMCell, B: int, T: int, D: int, H: int, seed: int,
     want_1 = dict(zip(OUTPUTS, keras_rnn("LSTM", x[:, :1], [K, U, b], state)))
     got_1 = run_cell(layer, x[:, :1], state)
     first_step_wrong = {n for n in want_1 if not matches(got_1[n], want_1[n], **FLOAT64_TOL)}
-    mistakes = {m: dict(zip(OUTPUTS, r)) for m, r in lstm_mistakes(x, K, U, b, state).items()}
+    def mistakes():  # only for a wrong answer: a Keras run per mistake
+        return {m: dict(zip(OUTPUTS, r)) for m, r in lstm_mistakes(x, K, U, b, state).items()}
+
     check_outputs(got, {"h": keras_h, "h_T": keras_h_T, "c_T": keras_c_T},
                   context=f"RNN(LSTMCell({H})) with B={B}, T={T}, D={D}"
                           + (", initial_state=[h0, c0]" if with_initial_state else ""),

@@ -52,15 +52,19 @@ def check_rnn_forward(rnn_forward, B: int, T: int, D: int, H: int, seed: int,
     h0 = p["h0"] if with_h0 else None
     start = p["h0"] if with_h0 else np.zeros((B, H))
     keras_h = keras_rnn("SimpleRNN", x, [K, U, b], [start])[0]
-    suspects = {  # common mistakes, so that the message can name yours
-        "the state is not carried from one step to the next (every step starts again from h0)":
-            np.stack([np.tanh(x[:, t] @ K + start @ U + b) for t in range(T)], axis=1),
-        "an off-by-one in time: h[:, t] holds the state *before* reading x[:, t], not after":
-            np.concatenate([start[:, None], keras_h[:, :-1]], axis=1),
-    }
-    if with_h0:
-        suspects["the initial state h0 was ignored (the sequence starts from zeros)"] = keras_rnn(
-            "SimpleRNN", x, [K, U, b])[0]
+
+    def suspects():  # common mistakes, so that the message can name yours (for a wrong answer)
+        found = {
+            "the state is not carried from one step to the next (every step starts again from h0)":
+                np.stack([np.tanh(x[:, t] @ K + start @ U + b) for t in range(T)], axis=1),
+            "an off-by-one in time: h[:, t] holds the state *before* reading x[:, t], not after":
+                np.concatenate([start[:, None], keras_h[:, :-1]], axis=1),
+        }
+        if with_h0:
+            found["the initial state h0 was ignored (the sequence starts from zeros)"] = keras_rnn(
+                "SimpleRNN", x, [K, U, b])[0]
+        return found
+
     args = (x, K, U, b, h0) if with_h0 else (x, K, U, b)
     check_array(
         f"rnn_forward({'x, K, U, b, h0' if with_h0 else 'x, K, U, b'}) with B={B}, T={T}, D={D}, H={H}",
