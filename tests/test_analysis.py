@@ -121,7 +121,7 @@ def test_gradient_study_trains_exactly_like_train_first_symbol():
     show a study's run beside train_first_symbol's runs)."""
     from rnncourse.experiments import train_first_symbol
 
-    kwargs = dict(units=3, n_train=64, n_val=32, epochs=2, batch_size=32)
+    kwargs = {"units": 3, "n_train": 64, "n_val": 32, "epochs": 2, "batch_size": 32}
     kept = {}
     study = analysis.gradient_study("LSTM", 5, seed=1, n_probe=8, keep_models=kept, **kwargs)
     run, model = train_first_symbol("LSTM", 5, seed=1, return_model=True, **kwargs)
@@ -146,7 +146,8 @@ def test_gradient_study_is_served_from_the_run_cache(tmp_path, monkeypatch):
     from rnncourse import runcache
 
     monkeypatch.setenv(runcache.ENV, str(tmp_path))
-    kwargs = dict(units=3, n_train=32, n_val=16, epochs=1, batch_size=16, n_probe=8)
+    kwargs = {"units": 3, "n_train": 32, "n_val": 16, "epochs": 1, "batch_size": 16,
+              "n_probe": 8}
     first = analysis.gradient_study("SimpleRNN", 5, seed=0, **kwargs)
     assert len(list(tmp_path.glob("gradient_study-*.pkl"))) == 1
     kept = {}
