@@ -13,7 +13,7 @@ what lives here is what two pages, or a page and a benchmark, would otherwise ea
   :func:`rnncourse.experiments.train_first_symbol` and record, at initialisation and after
   every epoch, how large the gradient of the loss is with respect to the input at the
   marked step and at the other steps. Everything that determines the result is an
-  argument, so a cache keyed on the arguments can serve it.
+  argument, and the run cache (:mod:`rnncourse.runcache`) serves an identical earlier study.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnncourse import runcache
 from rnncourse.experiments import BUDGET, CELLS, Run, first_symbol_model, make_task
 from rnncourse.seeding import seed_everything
 
@@ -172,21 +173,40 @@ class GradientStudy:
         return np.asarray(self.marked) / np.asarray(self.distractor)
 
 
-def input_gradients(model, x, y):
+def input_gradients(model, x, y, *, gradient=None):
     """``||dL_n/dx_{n,t}||`` for every sequence ``n`` and step ``t``, shape (n, T), where
-    ``L_n`` is the cross-entropy of sequence ``n`` (not averaged over the batch)."""
+    ``L_n`` is the cross-entropy of sequence ``n`` (not averaged over the batch).
+
+    ``gradient`` is ``input_gradient_function(model)`` when the caller probes the same model
+    many times (compiled once); without it the gradient is computed eagerly."""
     import tensorflow as tf
 
-    x = tf.constant(x)
+    x, y = tf.constant(x), tf.constant(y)
+    g = _input_gradient(model, x, y) if gradient is None else gradient(x, y)
+    return np.linalg.norm(np.asarray(g), axis=-1)
+
+
+def _input_gradient(model, x, y):
+    """``dL/dx`` with ``L`` the summed cross-entropy of ``model(x)`` against labels ``y``."""
+    import tensorflow as tf
+
     with tf.GradientTape() as tape:
         tape.watch(x)
         p = model(x, training=False)
         loss = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(y, p))
-    return np.linalg.norm(tape.gradient(loss, x).numpy(), axis=-1)
+    return tape.gradient(loss, x)
 
 
-def _probe(model, x, y, marker):
-    g = input_gradients(model, x, y)                                   # (n, T)
+def input_gradient_function(model):
+    """``dL/dx`` of :func:`input_gradients` as one compiled ``tf.function`` of ``(x, y)``:
+    the model's weights are variables, so it stays right while the model trains."""
+    import tensorflow as tf
+
+    return tf.function(lambda x, y: _input_gradient(model, x, y), reduce_retracing=True)
+
+
+def _probe(model, x, y, marker, gradient=None):
+    g = input_gradients(model, x, y, gradient=gradient)                # (n, T)
     n, T = g.shape
     rows = np.arange(n)
     first_half = np.arange(T)[None, :] < max(1, T // 2)
@@ -209,8 +229,10 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
     Pass a dict as ``keep_models`` to receive ``keep_models[(cell, lag, seed)] = model``
     (compiled, with the trained weights).
 
-    All that determines the result is in ``arguments`` below, and :func:`_study` returns
-    the study and the trained weights: the shape a run cache keyed on the arguments needs.
+    All that determines the result is in ``arguments`` below: when the run cache is on
+    (:mod:`rnncourse.runcache`, as in the book build), an identical earlier study is loaded
+    (the study, including the seconds its training took, and the trained weights) instead of
+    trained again, so pages that show the same study share one run.
     """
     if cell not in CELLS:
         raise ValueError(f"cell must be one of {CELLS}, got {cell!r}")
@@ -218,7 +240,7 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
                  "n_train": n_train, "n_val": n_val, "epochs": epochs, "batch_size": batch_size,
                  "learning_rate": learning_rate, "global_clipnorm": global_clipnorm,
                  "n_probe": n_probe, "layer_kwargs": layer_kwargs}
-    study, weights = _study(**arguments)
+    study, weights = runcache.cached("gradient_study", arguments, lambda: _study(**arguments))
     if keep_models is not None:
         keep_models[(cell, lag, seed)] = _compiled_model(cell, lag, units, n_symbols,
                                                          learning_rate, global_clipnorm,
@@ -252,11 +274,12 @@ def _study(*, cell, lag, seed, units, n_symbols, n_train, n_val, epochs, batch_s
     marker = x_probe[:, :, -1].argmax(axis=1)
     model = _compiled_model(cell, lag, units, n_symbols, learning_rate, global_clipnorm,
                             layer_kwargs)
-    probes = [_probe(model, x_probe, y_probe, marker)]
+    gradient = input_gradient_function(model)          # compiled once, reads the live weights
+    probes = [_probe(model, x_probe, y_probe, marker, gradient)]
 
     class Probe(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            probes.append(_probe(self.model, x_probe, y_probe, marker))
+            probes.append(_probe(model, x_probe, y_probe, marker, gradient))
 
     start = time.perf_counter()
     history = model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs,

@@ -30,7 +30,7 @@ from typing import Any
 
 ENV = "RNNCOURSE_RUN_CACHE"
 #: The modules whose code determines a cached run: a change to any of them is a new key.
-SOURCES = ("experiments.py", "data.py", "seeding.py", "runcache.py")
+SOURCES = ("experiments.py", "analysis.py", "data.py", "seeding.py", "runcache.py")
 
 
 def folder() -> Path | None:

@@ -114,3 +114,46 @@ def test_plot_gradient_study_draws_accuracy_and_the_ratio_per_seed():
     np.testing.assert_array_equal(ratio_lines[0].get_xdata(), [0, 1, 2])
     assert axes[1].get_yscale() == "log"
     plt.close("all")
+
+
+def test_gradient_study_trains_exactly_like_train_first_symbol():
+    """The probes only read the model: same arguments, same trained weights (so a page may
+    show a study's run beside train_first_symbol's runs)."""
+    from rnncourse.experiments import train_first_symbol
+
+    kwargs = {"units": 3, "n_train": 64, "n_val": 32, "epochs": 2, "batch_size": 32}
+    kept = {}
+    study = analysis.gradient_study("LSTM", 5, seed=1, n_probe=8, keep_models=kept, **kwargs)
+    run, model = train_first_symbol("LSTM", 5, seed=1, return_model=True, **kwargs)
+    assert study.run.val_accuracy_per_epoch == run.val_accuracy_per_epoch
+    for ours, theirs in zip(kept[("LSTM", 5, 1)].get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_input_gradients_compiled_equals_eager():
+    from rnncourse.experiments import first_symbol_model, marked_symbol
+
+    model = first_symbol_model("GRU", 6, units=3)
+    x, y = marked_symbol(8, 6, seed=2)
+    eager = analysis.input_gradients(model, x, y)
+    compiled = analysis.input_gradients(model, x, y,
+                                        gradient=analysis.input_gradient_function(model))
+    assert eager.shape == (8, 7) and eager.min() > 0
+    np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-9)
+
+
+def test_gradient_study_is_served_from_the_run_cache(tmp_path, monkeypatch):
+    from rnncourse import runcache
+
+    monkeypatch.setenv(runcache.ENV, str(tmp_path))
+    kwargs = {"units": 3, "n_train": 32, "n_val": 16, "epochs": 1, "batch_size": 16,
+              "n_probe": 8}
+    first = analysis.gradient_study("SimpleRNN", 5, seed=0, **kwargs)
+    assert len(list(tmp_path.glob("gradient_study-*.pkl"))) == 1
+    kept = {}
+    again = analysis.gradient_study("SimpleRNN", 5, seed=0, keep_models=kept, **kwargs)
+    assert again == first                                  # loaded, the seconds included
+    assert len(list(tmp_path.glob("gradient_study-*.pkl"))) == 1
+    assert ("SimpleRNN", 5, 0) in kept                     # the stored weights, compiled
+    other = analysis.gradient_study("SimpleRNN", 5, seed=0, **{**kwargs, "n_probe": 4})
+    assert len(list(tmp_path.glob("gradient_study-*.pkl"))) == 2 and other != first
