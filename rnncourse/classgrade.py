@@ -47,7 +47,7 @@ from pathlib import Path
 
 from . import __version__, course
 from .course import submitted_students
-from .grader.sandbox import reap_orphan_kernels
+from .grader.sandbox import reap_orphan_kernels, warn_if_unsandboxed
 from .grader.version import version_warning
 
 STATUS_DIR = "grading-status"
@@ -511,6 +511,7 @@ def grade_class(root: Path, assignment: str, *, workers: int | None = None, sche
     if not (root / "gradebook.db").is_file():
         raise SystemExit(f"{root / 'gradebook.db'} is missing: run `nbgrader generate_assignment "
                          f"{assignment}` first")
+    warn_if_unsandboxed(lambda message: print(message, flush=True))  # once per run, before anything
     everyone = only or submitted_students(root, assignment)
     statuses, todo = _precheck_all(root, assignment, everyone, force, quiet)
     if not quiet:
