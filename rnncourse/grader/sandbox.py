@@ -212,9 +212,11 @@ def _read_only_system() -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    for path in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
-                 "/etc/alternatives", "/etc/ssl/certs", "/etc/mime.types", "/etc/fonts"):
-        args += ["--ro-bind-try", path, path]
+    files = [p for p in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime",
+                         "/etc/alternatives", "/etc/ssl/certs", "/etc/mime.types", "/etc/fonts") if os.path.exists(p)]
+    args += _parents(files)
+    for path in files:
+        args += ["--ro-bind", path, path]
     return args
 
 
@@ -265,7 +267,8 @@ class SandboxedKernelManager(_AsyncKernelManager):
       added read-only the system's libraries, the Python environment and the course package
       (``rnncourse/`` only, not the repository around it) and ``read_only_paths``; a private
       ``/tmp`` and home (tmpfs capped at ``tmp_size``) holding a copy of the submission's
-      folder as the working folder; the kernel's own socket folder (ZeroMQ ``ipc``, as there
+      folder as the working folder (without its notebooks: the one being graded holds the hidden
+      tests once nbgrader has put them back); the kernel's own socket folder (ZeroMQ ``ipc``, as there
       is no network, not even loopback); new PID, IPC, UTS and network namespaces; the
       environment reduced to PATH, HOME, TMPDIR, :data:`ENV_ALLOWED` and ``rnncourse.TF_ENV``.
       ``hidden_paths`` inside what is added are covered by empty file systems.
@@ -321,7 +324,9 @@ class SandboxedKernelManager(_AsyncKernelManager):
                 f"__import__('os').chdir({WORK!r}) or '[]'")
 
     def _fill_inbox(self, folder: str) -> None:
-        shutil.copytree(folder, self.inbox, dirs_exist_ok=True, symlinks=False)
+        # not its notebooks: nbgrader's sanitized copy of the one being graded holds the hidden tests
+        shutil.copytree(folder, self.inbox, dirs_exist_ok=True, symlinks=False,
+                        ignore=shutil.ignore_patterns("*.ipynb", ".ipynb_checkpoints"))
         for top, folders, files in os.walk(self.inbox):  # readable by the kernel's user, not writable
             os.chmod(top, 0o755)
             for name in files:
