@@ -270,7 +270,8 @@ for top, folders, files in os.walk('/'):
         path = os.path.join(top, name)
         if name == 'gradebook.db':
             found['gradebooks'].append(path)
-        elif name.endswith(('.ipynb', '.py', '.json', '.txt', '.bak', '.md')):
+        elif name.endswith(('.ipynb', '.json', '.bak')) or (
+                name.endswith(('.py', '.txt', '.md')) and '/site-packages/' not in top and not top.startswith('/usr')):
             try:
                 text = open(path, errors='replace').read()
             except OSError:
