@@ -25,7 +25,14 @@ usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
 * **Resumption.** A submission whose status is graded or failed and whose fingerprint (its
   files, the instructor notebook and nbgrader_config.py) has not changed is skipped unless
   ``--force``; an interrupted run leaves the others queued or running, so running the same
-  command again grades exactly what is left.
+  command again grades exactly what is left (their statuses say they were interrupted).
+* **Faults** (``tests/test_faults.py``). One run per assignment at a time: a second run waits
+  for the first (``grading-status/<ASSIGNMENT>/.run.lock``), then grades what is left. Local
+  workers end within a second of their client's death (a client killed with SIGKILL leaves no
+  worker writing the course), and a new run waits until no job of a killed run is still going
+  (``.jobs.lock``). A job whose worker process died (killed, crashed) is graded again once, and
+  its status says so. Gradebook writes wait up to ``DB_BUSY_SECONDS`` for another process's
+  lock instead of failing with "database is locked".
 """
 
 from __future__ import annotations
@@ -466,7 +473,8 @@ def _precheck_all(root: Path, assignment: str, everyone: list[str], force: bool,
                   "run": RUN_ID}
         if previous.get("state") in ("queued", "running"):  # its run stopped (killed, interrupted) before it
             status["interrupted"] = (f"was {previous['state']} in run {previous.get('run', '?')}, which "
-                                     "stopped before it was graded: graded again")
+                                     "stopped before it was graded: graded again"
+                                     + (f" (in that run {previous['retried']})" if previous.get("retried") else ""))
         reason = precheck(root, assignment, student)
         if reason:
             _zero_grades(root, assignment, student)
@@ -507,7 +515,8 @@ def _submit_all(client, root: Path, assignment: str, todo: list[str], extra, job
         else:
             task, where = autograde_one, (str(root), assignment, student)
         future = client.submit(task, *where, list(extra or []), job_timeout,
-                               key=f"autograde-{assignment}-{student}" + ("-retry" if retry else ""), pure=False)
+                               key=f"autograde-{assignment}-{student}" + ("-retry" if retry else ""), pure=False,
+                               priority=10 if retry else 0)  # a retried job goes first
         futures[future] = student
         status = read_status(root, assignment, student)
         status["state"] = "running"  # submitted to the engine; "queued" until then
@@ -568,7 +577,7 @@ def _run_jobs(root: Path, assignment: str, todo: list[str], *, workers: int, sch
             status = read_status(root, assignment, student)
             lost = _lost_worker(root, assignment, student, future)
             if lost and not status.get("retried"):  # once: a second loss is the submission's doing
-                status["retried"] = f"its worker process died during the job ({lost}): graded again"
+                status["retried"] = f"its worker process died before the job ended ({lost}): graded again"
                 write_status(root, assignment, student, status)
                 retry = _submit_all(client, root, assignment, [student], extra, job_timeout, ship, retry=True)
                 futures.update(retry)

@@ -33,10 +33,11 @@ DESERVED = {"correct": sum(FULL.values()), "wrong": sum(WRONG.values())}
 LIMITS = "\nc.GuardedExecute.timeout = 30\nc.SandboxedKernelManager.process_limit = 64\n"
 
 
-def _run(root):
-    return subprocess.Popen([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
-                             "--workers", "2"], env=course.tool_env(), stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+def _run(root, log):
+    with open(log, "w") as output:  # the child keeps its own copy of the file
+        return subprocess.Popen([sys.executable, "-m", "rnncourse.classgrade", ASSIGNMENT, "--root", str(root),
+                                 "--workers", "2"], env=course.tool_env(), stdout=output,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def _statuses(root):
@@ -98,7 +99,7 @@ def test_a_class_survives_every_fault_and_is_graded_exactly_once(tmp_path):
     for student, kind in CLASS.items():
         hand_in(root, ASSIGNMENT, student, notebooks[kind])
 
-    first = _run(root)
+    first = _run(root, tmp_path / "a.log")
     second = None
     try:
         _wait(lambda: _graded(root) >= 4, 300, "run A to grade 4")
@@ -121,7 +122,7 @@ def test_a_class_survives_every_fault_and_is_graded_exactly_once(tmp_path):
         during = _graded(root)
         os.kill(workers[0], signal.SIGKILL)
         # 3. a second run of the same assignment started meanwhile
-        second = _run(root)
+        second = _run(root, tmp_path / "b.log")
         time.sleep(7)
         assert _graded(root) == during, "a status was written while the gradebook was locked"
         holder.join()
@@ -131,11 +132,12 @@ def test_a_class_survives_every_fault_and_is_graded_exactly_once(tmp_path):
         os.kill(first.pid, signal.SIGKILL)
         first.wait(30)
         _wait(lambda: not any(_alive(w) for w in workers), 10, "run A's workers to end with it")
-        out, _ = second.communicate(timeout=900)
+        second.wait(timeout=900)
     finally:
         for process in (first, second):
             if process is not None and process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
+    out = (tmp_path / "b.log").read_text()
     assert second.returncode == 0, out[-3000:]
     assert "is grading rnn_forward: waiting for it to finish" in out, out[:2000]
 
