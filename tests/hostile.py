@@ -257,7 +257,7 @@ print('SNOOP ' + json.dumps(found))
 #: A port the test module listens on, on the host's 127.0.0.1 (set before the class is built).
 HOST_PORT = [0]
 
-SEARCH = """import json, os, socket, time
+SEARCH = """import json, os, socket, sys, time
 found = {'hidden_tests': [], 'gradebooks': [], 'course_hidden': []}
 course_hidden = '(1, 1, 1, ' + '11), (4, 3, 5, 12)'  # a line of rnn_forward's hidden tests
 start = time.monotonic()
@@ -270,8 +270,9 @@ for top, folders, files in os.walk('/'):
         path = os.path.join(top, name)
         if name == 'gradebook.db':
             found['gradebooks'].append(path)
-        elif name.endswith(('.ipynb', '.json', '.bak')) or (
-                name.endswith(('.py', '.txt', '.md')) and '/site-packages/' not in top and not top.startswith('/usr')):
+        elif name.endswith('.ipynb') or (  # and other text where the packages are not (for time)
+                name.endswith(('.py', '.json', '.txt', '.bak', '.md')) and '-packages/' not in top
+                and not top.startswith(('/usr', sys.prefix, sys.base_prefix))):
             try:
                 text = open(path, errors='replace').read()
             except OSError:
