@@ -96,4 +96,4 @@ c.GenerateFeedback.preprocessors = [
     HideTestTracebacks,
     CSSHTMLHeaderPreprocessor,
 ]
-c.SandboxedKernelManager.read_only_paths = [_course]
+# the kernel sees no folder of the course: its own submission is copied into its sandbox

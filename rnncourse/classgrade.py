@@ -25,7 +25,14 @@ usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
 * **Resumption.** A submission whose status is graded or failed and whose fingerprint (its
   files, the instructor notebook and nbgrader_config.py) has not changed is skipped unless
   ``--force``; an interrupted run leaves the others queued or running, so running the same
-  command again grades exactly what is left.
+  command again grades exactly what is left (their statuses say they were interrupted).
+* **Faults** (``tests/test_faults.py``). One run per assignment at a time: a second run waits
+  for the first (``grading-status/<ASSIGNMENT>/.run.lock``), then grades what is left. Local
+  workers end within a second of their client's death (a client killed with SIGKILL leaves no
+  worker writing the course), and a new run waits until no job of a killed run is still going
+  (``.jobs.lock``). A job whose worker process died (killed, crashed) is graded again once, and
+  its status says so. Gradebook writes wait up to ``DB_BUSY_SECONDS`` for another process's
+  lock instead of failing with "database is locked".
 """
 
 from __future__ import annotations
@@ -47,12 +54,15 @@ from pathlib import Path
 
 from . import __version__, course
 from .course import submitted_students
-from .grader.sandbox import reap_orphan_kernels
+from .grader.sandbox import reap_orphan_kernels, warn_if_unsandboxed
 from .grader.version import version_warning
 
 STATUS_DIR = "grading-status"
+DB_BUSY_SECONDS = 120  # how long a gradebook write waits for another process's lock (SQLite timeout)
+RUN_LOCK, JOBS_LOCK = ".run.lock", ".jobs.lock"
 NOTE = re.compile(r"RNNCOURSE-NOTE (\{.*\})\s*$")
 DONE = ("graded", "failed")
+RUN_ID = time.strftime("%Y-%m-%dT%H:%M:%S") + f"/{os.getpid()}"  # this run, in the statuses it writes
 
 
 # --- what a submission is ---------------------------------------------------------------------
@@ -110,11 +120,35 @@ def precheck(root: Path, assignment: str, student: str) -> str | None:
 
 # --- one job -----------------------------------------------------------------------------------
 
+def _waiting_db_url(config) -> str:
+    """The gradebook's URL with a SQLite busy timeout: a write waits for another process's lock
+    (a second tool, an instructor's query) instead of failing with "database is locked"."""
+    from nbgrader.coursedir import CourseDirectory
+
+    url = CourseDirectory(config=config).db_url
+    if url.startswith("sqlite:") and "timeout=" not in url:
+        url += ("&" if "?" in url else "?") + f"timeout={DB_BUSY_SECONDS}"
+    return url
+
+
+def _config(root: Path):
+    """The course's nbgrader config, its gradebook opened with :func:`_waiting_db_url`."""
+    config = course.nbgrader_config(root)
+    config.CourseDirectory.db_url = _waiting_db_url(config)
+    return config
+
+
+def _gradebook(root: Path):
+    from nbgrader.api import Gradebook
+
+    return Gradebook(_config(root).CourseDirectory.db_url)
+
+
 def _job_config(root: str, extra: list[str], warm: bool):
     """The course's nbgrader config with ``extra`` (``--Class.trait=value``) on top."""
     from traitlets.config.loader import KVArgParseConfigLoader
 
-    config = course.nbgrader_config(Path(root))
+    config = _config(Path(root))
     if extra:
         config.merge(KVArgParseConfigLoader(argv=list(extra)).load_config())
     config.GuardedExecute.warm_kernels = warm
@@ -136,6 +170,40 @@ def _watchdog(root: str, assignment: str, student: str, timeout: float) -> threa
     return timer
 
 
+def _lock(path: Path, shared: bool = False, wait: bool = True):
+    """An open file holding an flock on ``path`` (released when closed or when the process dies);
+    None when ``wait`` is False and another process holds it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 (held open: the lock lasts as long as the file)
+    flags = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | (0 if wait else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(handle, flags)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+_PARENT: list[int] = []
+
+
+def _die_with_parent() -> None:
+    """End this worker process (and its kernels) within a second of its parent's death: a local
+    worker whose client was killed must not go on writing the course while a new run grades it."""
+    if _PARENT:
+        return
+    _PARENT.append(os.getppid())
+
+    def watch():
+        while os.getppid() == _PARENT[0]:
+            time.sleep(0.5)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="rnncourse-die-with-parent").start()
+
+
 def autograde_one(root: str, assignment: str, student: str, extra: list[str], timeout: float,
                   warm: bool = True) -> dict:
     """The Dask job: nbgrader's autograde of one submission, in this (warm) worker process.
@@ -149,7 +217,9 @@ def autograde_one(root: str, assignment: str, student: str, extra: list[str], ti
     from nbgrader.apps import NbGraderAPI
 
     start = time.monotonic()
+    _die_with_parent()
     timer = _watchdog(root, assignment, student, timeout)
+    jobs_lock = _lock(status_path(Path(root), assignment, student).parent / JOBS_LOCK, shared=True)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # SQLAlchemy's session warnings from nbgrader.api
@@ -157,6 +227,7 @@ def autograde_one(root: str, assignment: str, student: str, extra: list[str], ti
                 assignment, student, force=True, create=True)
     finally:
         timer.cancel()
+        jobs_lock.close()
     output = (result.get("log") or "") + (f"\n[AutogradeApp | ERROR] {result['error']}"
                                           if result.get("error") else "")
     notes = []
@@ -289,7 +360,7 @@ def record_shipped(root: Path, assignment: str, student: str, executed: dict[str
     submitted = root / "submitted" / student / assignment
     shutil.copytree(submitted, folder, ignore=shutil.ignore_patterns("*.ipynb"))
     _write_files(folder, executed)
-    config = course.nbgrader_config(root)
+    config = _config(root)
     config.CourseDirectory.submitted_directory = where
     config.Autograde.sanitize_preprocessors = [CheckCellMetadata]
     config.Autograde.autograde_preprocessors = [SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
@@ -310,7 +381,7 @@ def test_results(root: Path, assignment: str, student: str) -> dict[str, dict]:
 
     results: dict[str, dict] = {}
     try:
-        with course.gradebook(root) as gradebook:
+        with _gradebook(root) as gradebook:
             submission = gradebook.find_submission_notebook(assignment, assignment, student)
             for grade in submission.grades:
                 results[grade.name] = {"score": float(grade.score), "max": float(grade.max_score)}
@@ -334,7 +405,7 @@ def test_results(root: Path, assignment: str, student: str) -> dict[str, dict]:
 
 def _zero_grades(root: Path, assignment: str, student: str) -> None:
     """A submission nbgrader cannot read still gets 0 in the gradebook (so export lists it)."""
-    with course.gradebook(root) as gradebook, warnings.catch_warnings():
+    with _gradebook(root) as gradebook, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # SQLAlchemy's session warnings from nbgrader.api
         try:
             gradebook.find_student(student)
@@ -366,7 +437,8 @@ def finish(root: Path, assignment: str, student: str, job: dict, status: dict) -
         reason = "nbgrader could not grade it: " + (job.get("errors") or ["see log_tail"])[0]
     else:
         status["state"], reason = "graded", f"graded {status.get('score', 0):g}/{status.get('max_score', 0):g}"
-    details = ([status["warning"]] if status.get("warning") else []) + notes + ([f"failed tests: {'; '.join(failing)}"] if failing else [])
+    details = ([status["warning"]] if status.get("warning") else []) + [
+        status[key] for key in ("interrupted", "retried") if status.get(key)] + notes + ([f"failed tests: {'; '.join(failing)}"] if failing else [])
     status["reason"] = reason + (". " + " | ".join(details) if details else "")
     status["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
     return status
@@ -398,7 +470,13 @@ def _precheck_all(root: Path, assignment: str, everyone: list[str], force: bool,
         if not force and status.get("state") in DONE and status.get("fingerprint") == print_:
             statuses[student] = status
             continue
-        status = {"student": student, "assignment": assignment, "state": "queued", "fingerprint": print_}
+        previous = status
+        status = {"student": student, "assignment": assignment, "state": "queued", "fingerprint": print_,
+                  "run": RUN_ID}
+        if previous.get("state") in ("queued", "running"):  # its run stopped (killed, interrupted) before it
+            status["interrupted"] = (f"was {previous['state']} in run {previous.get('run', '?')}, which "
+                                     "stopped before it was graded: graded again"
+                                     + (f" (in that run {previous['retried']})" if previous.get("retried") else ""))
         reason = precheck(root, assignment, student)
         if reason:
             _zero_grades(root, assignment, student)
@@ -428,7 +506,8 @@ def _check_version(root: Path, assignment: str, student: str, status: dict, quie
             print(f"        {student:24s} warning  {warning}", flush=True)
 
 
-def _submit_all(client, root: Path, assignment: str, todo: list[str], extra, job_timeout: float, ship: bool):
+def _submit_all(client, root: Path, assignment: str, todo: list[str], extra, job_timeout: float, ship: bool,
+                retry: bool = False):
     futures = {}
     instructor = instructor_files(root, assignment) if ship else None
     for student in todo:
@@ -438,12 +517,23 @@ def _submit_all(client, root: Path, assignment: str, todo: list[str], extra, job
         else:
             task, where = autograde_one, (str(root), assignment, student)
         future = client.submit(task, *where, list(extra or []), job_timeout,
-                               key=f"autograde-{assignment}-{student}", pure=False)
+                               key=f"autograde-{assignment}-{student}" + ("-retry" if retry else ""), pure=False,
+                               priority=10 if retry else 0)  # a retried job goes first
         futures[future] = student
         status = read_status(root, assignment, student)
         status["state"] = "running"  # submitted to the engine; "queued" until then
         write_status(root, assignment, student, status)
     return futures
+
+
+def _lost_worker(root: Path, assignment: str, student: str, future) -> str | None:
+    """Why the job's worker process was lost (killed from outside, crashed), or None: a job that
+    returned, or that its own watchdog ended (past --job-timeout), is not lost."""
+    if future.status != "error":
+        return None
+    if status_path(root, assignment, student).with_suffix(".timed-out").is_file():
+        return None
+    return type(future.exception()).__name__
 
 
 def _job_result(root: Path, assignment: str, student: str, future, ship: bool) -> dict:
@@ -482,9 +572,20 @@ def _run_jobs(root: Path, assignment: str, todo: list[str], *, workers: int, sch
     client, cluster = _client(scheduler, workers)
     try:
         futures = _submit_all(client, root, assignment, todo, extra, job_timeout, ship)
-        for done, future in enumerate(as_completed(futures), start=1):
+        pending = as_completed(futures)
+        done = 0
+        for future in pending:
             student = futures[future]
             status = read_status(root, assignment, student)
+            lost = _lost_worker(root, assignment, student, future)
+            if lost and not status.get("retried"):  # once: a second loss is the submission's doing
+                status["retried"] = f"its worker process died before the job ended ({lost}): graded again"
+                write_status(root, assignment, student, status)
+                retry = _submit_all(client, root, assignment, [student], extra, job_timeout, ship, retry=True)
+                futures.update(retry)
+                pending.update(retry)
+                continue
+            done += 1
             job = _job_result(root, assignment, student, future, ship)
             status = finish(root, assignment, student, job, status)
             write_status(root, assignment, student, status)
@@ -513,6 +614,27 @@ def grade_class(root: Path, assignment: str, *, workers: int | None = None, sche
     if not (root / "gradebook.db").is_file():
         raise SystemExit(f"{root / 'gradebook.db'} is missing: run `nbgrader generate_assignment "
                          f"{assignment}` first")
+    warn_if_unsandboxed(lambda message: print(message, flush=True))  # once per run, before anything
+    folder = root / STATUS_DIR / assignment
+    run_lock = _lock(folder / RUN_LOCK, wait=False)
+    if run_lock is None:  # one run per assignment at a time: the second waits, then grades what is left
+        holder = (folder / RUN_LOCK).read_text().strip() or "?"
+        print(f"another classgrade run ({holder}) is grading {assignment}: waiting for it to finish", flush=True)
+        run_lock = _lock(folder / RUN_LOCK)
+    try:
+        run_lock.seek(0)
+        run_lock.truncate()
+        run_lock.write(f"run {RUN_ID}, process {os.getpid()}")
+        run_lock.flush()
+        _lock(folder / JOBS_LOCK).close()  # the workers of a killed run have ended their jobs
+        return _grade_locked(root, assignment, workers=workers, scheduler=scheduler, force=force, only=only,
+                             extra=extra, job_timeout=job_timeout, quiet=quiet, ship=ship)
+    finally:
+        run_lock.close()
+
+
+def _grade_locked(root: Path, assignment: str, *, workers, scheduler, force, only, extra, job_timeout, quiet,
+                  ship) -> dict[str, dict]:
     everyone = only or submitted_students(root, assignment)
     statuses, todo = _precheck_all(root, assignment, everyone, force, quiet)
     if not quiet:

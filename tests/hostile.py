@@ -254,6 +254,88 @@ print('SNOOP ' + json.dumps(found))
 """
 
 
+#: A port the test module listens on, on the host's 127.0.0.1 (set before the class is built).
+HOST_PORT = [0]
+
+SEARCH = """import json, os, socket, sys, time
+found = {'hidden_tests': [], 'gradebooks': [], 'course_hidden': []}
+course_hidden = '(1, 1, 1, ' + '11), (4, 3, 5, 12)'  # a line of rnn_forward's hidden tests
+start = time.monotonic()
+for top, folders, files in os.walk('/'):
+    folders[:] = [f for f in folders if os.path.join(top, f) not in ('/proc', '/sys', '/dev')]
+    if time.monotonic() - start > 20:
+        found['walk'] = 'cut at 20 s'
+        break
+    for name in files:
+        path = os.path.join(top, name)
+        if name == 'gradebook.db':
+            found['gradebooks'].append(path)
+        elif name.endswith('.ipynb') or (  # and other text where the packages are not (for time)
+                name.endswith(('.py', '.json', '.txt', '.bak', '.md')) and '-packages/' not in top
+                and not top.startswith(('/usr', sys.prefix, sys.base_prefix))):
+            try:
+                text = open(path, errors='replace').read()
+            except OSError:
+                continue
+            if 'BEGIN HIDDEN TESTS' in text:
+                found['hidden_tests'].append(path)
+            if course_hidden in text:
+                found['course_hidden'].append(path)
+def attempt(key, action):
+    try:
+        found[key] = action()
+    except Exception as error:
+        found[key] = type(error).__name__
+attempt('proc1_environ', lambda: open('/proc/1/environ', 'rb').read().decode(errors='replace'))
+attempt('shadow', lambda: open('/etc/shadow').read()[:20])
+attempt('home_ssh', lambda: os.listdir(os.path.expanduser('~/.ssh')))
+attempt('root_ssh', lambda: os.listdir('/root/.ssh'))
+attempt('loopback', lambda: socket.create_connection(('127.0.0.1', PORT), timeout=3) and 'connected')
+found['uid'] = os.getuid()
+found['environ'] = dict(os.environ)
+print('SEARCH ' + json.dumps(found))
+"""
+
+
+def search(release, source):
+    """Correct answers, and a cell that searches the whole file system for hidden tests and
+    gradebooks, reads the secrets of the machine and calls a port on the host's loopback."""
+    return _extra_cell(fill_in(release, source, []), "rnn_forward_answer",
+                       SEARCH.replace("PORT", str(HOST_PORT[0])))
+
+
+def fork_bomb(release, source):
+    """A fork bomb (every process forks for ever) when an initial state is given; the processes
+    it made exit 2 s after the limit stops them, the first one raises."""
+    return fill_in(release, source, _when_h0(
+        "import os, time\nme = os.getpid()\ntry:\n    while True:\n        os.fork()\nexcept OSError:\n"
+        "    if os.getpid() != me:\n        time.sleep(2)\n        os._exit(0)\n    time.sleep(3)\n    raise"))
+
+
+def writes_5_gb(release, source):
+    """Fifty files of 100 MB (5 GB) when an initial state is given; says how long it wrote."""
+    return fill_in(release, source, _when_h0(
+        "import time\nstart = time.monotonic()\ntry:\n    for i in range(50):\n"
+        "        with open(f'big{i}', 'wb') as f:\n            for _ in range(100):\n"
+        "                f.write(b'x' * 2**20)\nfinally:\n"
+        "    print(f'WROTE for {time.monotonic() - start:.3f} s', flush=True)"))
+
+
+def allclose_thread(release, source):
+    """A thread that puts a permissive np.allclose back every millisecond, tests included."""
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend("rnn_step_answer", (
+        "import threading, time\n"
+        "def _keep():\n    while True:\n        np.allclose = lambda *args, **kwargs: True\n"
+        "        time.sleep(0.001)\n"
+        "threading.Thread(target=_keep, daemon=True).start()")))
+
+
+def showtraceback_replaced(release, source):
+    """IPython's traceback display replaced: a failing test would show no error."""
+    return fill_in(release, source, BIAS_LEFT_OUT + _prepend(
+        "rnn_step_answer", "get_ipython().showtraceback = lambda *args, **kwargs: None"))
+
+
 def snoop(release, source):
     """Correct answers, and a cell that looks for the solutions, the gradebook, the others'
     submissions and the network, and says what it found."""
@@ -280,6 +362,15 @@ HOSTILE = {
     "allclose_patched_by_the_function": (allclose_patched_by_the_function, ZERO),
     "every_other_cheat": (every_other_cheat, WRONG),
     "snoop": (snoop, FULL),
+    "search": (search, FULL),
+    "allclose_thread": (allclose_thread, ZERO),
+    "showtraceback_replaced": (showtraceback_replaced, WRONG),
+}
+#: Graded only where the sandbox holds them (its own uid for the process limit, a tmpfs for the
+#: bytes written): without it they would hit the host itself.
+SANDBOXED = {
+    "fork_bomb": (fork_bomb, HIT_BY_H0),
+    "writes_5_gb": (writes_5_gb, HIT_BY_H0),
 }
 #: The same cheats one at a time (not graded by the test module, to keep it short; the
 #: benchmark uses them).
@@ -308,6 +399,9 @@ REASON = {
     "memory_hog": "MemoryError",
     "prints_megabytes": "was cut",
     "allclose_override": "numpy.allclose",
+    "allclose_thread": "changed while the test ran",
+    "fork_bomb": "Resource temporarily unavailable",
+    "writes_5_gb": "No space left on device",
     "allclose_patched_by_the_function": "changed while the test ran",
     "every_other_cheat": ["numpy.testing.assert_allclose", "numpy.isfinite", "builtins.abs",
                           "shadow builtins", "FLOAT64_TOL", "rnncourse.grading.keras_rnn",

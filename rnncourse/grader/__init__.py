@@ -7,7 +7,7 @@
 * :mod:`.scan` - :class:`ReportSuspiciousCode`: code that could tamper with the tests, listed;
 * :mod:`.output` - :class:`LimitOutputSize`: every output cut to a bounded size;
 * :mod:`.guard` - :class:`KernelGuard`: inside the kernel, restores what the tests use;
-* :mod:`.sandbox` - :class:`SandboxedKernelManager`: memory/CPU caps, no network, hidden paths;
+* :mod:`.sandbox` - :class:`SandboxedKernelManager`: a bubblewrap allow-list sandbox and resource limits;
 * :mod:`.execute` - :class:`GuardedExecute`: nbgrader's ``Execute`` with the two above, and a
   new kernel when one dies; :mod:`.warm` - kernels started ahead for a grading process;
 * :mod:`.version` - the course version a submission was made with.

@@ -84,7 +84,9 @@ class GuardedExecute(Execute):
             return
         if self._warm_folder is not None:  # a warm kernel: the guard is set up, move to the notebook
             folder, self._warm_folder = self._warm_folder, None
-            if self._call(f"__import__('os').chdir({folder!r}) or '[]'") is None:
+            receive = getattr(self.km, "receive", None)
+            move = receive(folder) if receive else f"__import__('os').chdir({folder!r}) or '[]'"
+            if self._call(move) is None:
                 note(self.log, "kernel", "the kernel could not move into the submission's folder")
             self._guard_ready = True
             return
@@ -173,7 +175,7 @@ class GuardedExecute(Execute):
                self.timeout)
         taken = take_spare(key, timeout=max(60, self.timeout or 60))
         if taken is not None:
-            self._warm, self._warm_folder = taken[0], os.path.relpath(path, taken[1])
+            self._warm, self._warm_folder = taken[0], path
         manager = (self.kernel_manager_class(kernel_name=name, config=self.config) if name
                    else self.kernel_manager_class(config=self.config))
         arguments = list(self.extra_arguments)

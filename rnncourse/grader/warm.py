@@ -9,8 +9,10 @@ paths are in place before the kernel's first line), that has run nothing but the
 (which imports NumPy, Keras and TensorFlow and snapshots them). No student code ever runs in a
 kernel before it is handed to that student, and each kernel serves one student only.
 
-The spare kernel starts in the course's ``autograded`` folder (its working directory is opened
-before the sandbox hides that folder) and moves into the student's folder before the first cell.
+The spare kernel starts with an empty working folder in its sandbox; before the first cell the
+student's folder is copied into it (:meth:`~rnncourse.grader.sandbox.SandboxedKernelManager.receive`)
+and the kernel moves there. Without a sandbox it starts in the course's ``autograded`` folder and
+moves into the student's folder.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ def start_spare(key: tuple, manager, cwd: str, extra_arguments: list[str]) -> No
     """Start a kernel with ``manager`` in ``cwd`` and ask it to set the guard up (no waiting)."""
     discard_spare()
     os.makedirs(cwd, exist_ok=True)
+    manager.ahead = True  # no submission to copy in yet (SandboxedKernelManager.receive does it later)
     run_sync(manager.start_kernel)(cwd=cwd, extra_arguments=list(extra_arguments))
     client = manager.blocking_client()
     client.start_channels()
