@@ -4,8 +4,8 @@ Starting a kernel and importing TensorFlow in it is most of a submission's gradi
 When :class:`~rnncourse.grader.execute.GuardedExecute` has ``warm_kernels`` on (``classgrade``
 turns it on in its worker processes), each notebook it grades is run by a kernel that was
 started while the *previous* notebook was graded: a new process per student, started by
-:class:`~rnncourse.grader.sandbox.SandboxedKernelManager` (its limits, namespaces and hidden
-paths are in place before the kernel's first line), that has run nothing but the guard's set-up
+:class:`~rnncourse.grader.sandbox.SandboxedKernelManager` (its sandbox and limits are in
+place before the kernel's first line), that has run nothing but the guard's set-up
 (which imports NumPy, Keras and TensorFlow and snapshots them). No student code ever runs in a
 kernel before it is handed to that student, and each kernel serves one student only.
 
