@@ -42,11 +42,13 @@ def _uses_book(item) -> bool:
 
 def pytest_collection_modifyitems(session, config, items):
     """Put the modules that read the book last (each module kept whole) and start the build."""
-    readers = {item.module.__name__ for item in items if _uses_book(item) and getattr(item, "module", None)}
+    def module(item):
+        return getattr(getattr(item, "module", None), "__name__", None)
+
+    readers = {module(item) for item in items if _uses_book(item)}
     if not readers:
         return
-    items[:] = ([i for i in items if getattr(i.module, "__name__", None) not in readers]
-                + [i for i in items if getattr(i.module, "__name__", None) in readers])
+    items[:] = ([i for i in items if module(i) not in readers] + [i for i in items if module(i) in readers])
     if not config.getoption("collectonly"):
         _start_book_build()
 
