@@ -11,6 +11,12 @@ process with the others (Sphinx would otherwise read a fixed block of pages per 
 The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
 starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
 it once.
+
+Reader processes share myst-nb's execution cache (jupyter-cache, one SQLite file), which is
+not made for several writers: two readers that find no database both create its tables (the
+second fails with "table ... already exists" and the whole build stops), and a writer gives
+up after SQLite's default 5 s wait for the lock. So the main process creates the database
+before the readers start, and every connection waits up to ``SQLITE_WAIT`` seconds.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from sphinx.application import Sphinx
 from sphinx.util import logging
 
 logger = logging.getLogger(__name__)
+SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
 
 
 def jobs() -> int:
@@ -78,6 +85,36 @@ def read_in_parallel(app: Sphinx, config: Any) -> None:
     os.environ.setdefault("RNNCOURSE_RUN_CACHE", str(Path(app.outdir).parent / ".run_cache"))
 
 
+def _patient_sqlite() -> None:
+    """Make jupyter-cache's SQLite connections wait for the lock instead of failing after 5 s."""
+    import jupyter_cache.cache.db as cache_db
+
+    if getattr(cache_db.create_engine, "_patient", False):
+        return
+    plain = cache_db.create_engine
+
+    def create_engine(url, *args, **kwargs):
+        if str(url).startswith("sqlite"):
+            kwargs.setdefault("connect_args", {}).setdefault("timeout", SQLITE_WAIT)
+        return plain(url, *args, **kwargs)
+
+    create_engine._patient = True
+    cache_db.create_engine = create_engine
+
+
+def create_execution_cache(app: Sphinx, env: Any, docnames: list[str]) -> None:
+    """Before the readers fork: the execution cache's database exists, its connections wait."""
+    config = getattr(env, "mystnb_config", None)
+    if config is None or config.execution_mode != "cache" or not config.execution_cache_path:
+        return
+    from jupyter_cache import get_cache
+
+    _patient_sqlite()
+    cache = get_cache(config.execution_cache_path)
+    cache.list_cache_records()  # creates the tables when the database is new
+    cache.db.dispose()  # no connection of this process is inherited by the readers
+
+
 def write_serially(app: Sphinx, env: Any) -> list[str]:
     """After reading: write the HTML in this process, as a plain build does (it is fast)."""
     app.parallel = 1
@@ -87,5 +124,6 @@ def write_serially(app: Sphinx, env: Any) -> list[str]:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", read_in_parallel)
+    app.connect("env-before-read-docs", create_execution_cache)
     app.connect("env-updated", write_serially)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -54,3 +54,23 @@ def serve(folder):
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=10)
+
+
+def build_failure(build, lines: int = 120) -> str:
+    """What a failed `jupyter-book build` said: each traceback with the lines after it, the
+    warnings and errors, and the execution reports Jupyter Book wrote (a failed page's cells)."""
+    log = (build.stdout + "\n" + build.stderr).splitlines()
+    keep: list[str] = []
+    after = 0
+    for line in log:
+        if "Traceback" in line:
+            after = 40
+        if after or ("WARNING" in line or "ERROR" in line) and "IPKernelApp" not in line:
+            keep.append(line)
+        after = max(after - 1, 0)
+    text = "\n".join(keep[-lines:]) or "\n".join(log[-lines:])
+    reports = REPO / "_build" / "html" / "reports"
+    for report in sorted(reports.rglob("*.log")) if reports.is_dir() else []:
+        text += f"\n--- {report.relative_to(REPO)} (last 60 lines) ---\n"
+        text += "\n".join(report.read_text(errors="replace").splitlines()[-60:])
+    return f"jupyter-book build failed (exit {build.returncode}):\n{text}"

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from bookpages import build_failure, toc_files
 from bookpages import notebook_pages as chapter_pages
-from bookpages import toc_files
 
 REPO = Path(__file__).resolve().parent.parent
 HTML = REPO / "_build" / "html"
@@ -24,10 +24,7 @@ def build(built_book):
 
 
 def test_book_builds_with_warnings_as_errors(build):
-    log = build.stdout + build.stderr
-    problems = [line for line in log.splitlines() if re.search(r"WARNING|ERROR|Traceback", line)
-                and "IPKernelApp" not in line]
-    assert build.returncode == 0, "jupyter-book build failed:\n" + "\n".join(problems[-40:])
+    assert build.returncode == 0, build_failure(build)
     reports = HTML / "reports"
     assert not reports.exists() or not any(reports.iterdir()), f"execution reports in {reports}"
 

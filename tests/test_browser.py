@@ -26,7 +26,7 @@ from urllib.parse import quote_plus, unquote, urljoin, urlsplit
 import nbformat
 import pytest
 import yaml
-from bookpages import notebook_pages, serve, toc_files
+from bookpages import build_failure, notebook_pages, serve, toc_files
 
 REPO = Path(__file__).resolve().parent.parent
 HTML = REPO / "_build" / "html"
@@ -64,10 +64,7 @@ def repository_url() -> str:
 # --- the site, served -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def site(built_book) -> Path:
-    log = built_book.stdout + built_book.stderr
-    problems = [line for line in log.splitlines() if re.search(r"WARNING|ERROR|Traceback", line)
-                and "IPKernelApp" not in line]
-    assert built_book.returncode == 0, "jupyter-book build failed:\n" + "\n".join(problems[-40:])
+    assert built_book.returncode == 0, build_failure(built_book)
     return HTML
 
 
