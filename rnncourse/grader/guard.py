@@ -62,9 +62,40 @@ class KernelGuard:
         return cls.MODULES + tuple(f"rnncourse.checks.{m.name}"
                                    for m in pkgutil.iter_modules(checks.__path__))
 
+    # Keras imports these only to offer optional features (DataFrames in fit, scikit-learn
+    # wrappers, an image-gallery plot) and skips them when they are missing; together they are
+    # about 2 of the 6 CPU seconds TensorFlow and Keras take to import. While the guard
+    # imports TensorFlow and Keras they are reported missing; a cell that imports one of them
+    # afterwards gets it as usual.
+    NOT_FOR_KERAS = ("sklearn", "pandas", "matplotlib")
+
+    def _import_keras_without_its_optional_extras(self):
+        import importlib
+
+        skipped = self.NOT_FOR_KERAS
+
+        class _NotNow:
+            @staticmethod
+            def find_spec(name, path=None, target=None):
+                if name.split(".")[0] in skipped:
+                    raise ModuleNotFoundError(f"{name} is not imported while Keras loads", name=name)
+                return None
+
+        finder = _NotNow()
+        self.sys.meta_path.insert(0, finder)
+        try:
+            for name in ("tensorflow", "keras"):
+                try:
+                    importlib.import_module(name)
+                except Exception:  # noqa: BLE001, S112 (not installed: not guarded, as below)
+                    continue
+        finally:
+            self.sys.meta_path.remove(finder)
+
     def _snapshot_modules(self):
         import importlib
 
+        self._import_keras_without_its_optional_extras()
         for name in self.module_names():
             try:
                 module = importlib.import_module(name)
