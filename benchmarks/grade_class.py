@@ -1,15 +1,16 @@
 """Grade a generated class of ``rnn_forward`` submissions twice and print the times.
 
-    .venv/bin/python benchmarks/grade_class.py [--n 100] [--workers N] [--timeout 30] [--ship]
-                                               [--one-worker] [--totals FILE]
+    .venv/bin/python benchmarks/grade_class.py [--n 100] [--workers N] [--also-workers N]
+                                               [--timeout 30] [--ship] [--one-worker] [--totals FILE]
 
 The class (``--n`` submissions) cycles through: correct answers (half), the realistic wrong
 answers of tests/submissions.py (three tenths), and the hostile submissions of
 tests/hostile.py (one fifth: broken files, deleted or edited tests, loops, a dying kernel,
 a memory hog, megabytes of output, cheats). It is graded
 
-1. in parallel by ``python -m rnncourse.classgrade rnn_forward`` (a local Dask cluster, one
-   single-threaded worker per core unless ``--workers``), and
+1. in parallel by ``python -m rnncourse.classgrade rnn_forward`` (a local Dask cluster with
+   classgrade's default number of single-threaded workers, one per core plus one, unless
+   ``--workers``; ``--also-workers N`` times another run with N workers), and
 2. by one serial ``nbgrader autograde rnn_forward`` over a copy of the same course,
 3. with ``--ship``, also by ``classgrade --ship`` (jobs carry the files, the client alone
    writes the gradebook: the mode for workers on other machines) over a third copy,
@@ -17,7 +18,9 @@ a memory hog, megabytes of output, cheats). It is graded
    of the course's own grader, every protection on),
 
 with the course's own nbgrader_config.py (cell time limit ``--timeout``). It prints
-seconds per submission, the total and the ratio, the machine's load (``os.getloadavg``) before
+seconds per submission, the total and the ratio, the machine's CPU seconds per submission
+(all processes: the kernels run as other users in their own PID namespaces, so a parent's
+``children`` times miss them; read it on an otherwise quiet machine), the machine's load (``os.getloadavg``) before
 and after, and checks that every run gave every student the same total (``--totals FILE``
 writes them as JSON, to compare two versions of the grader). It asserts nothing about speed:
 speed is measured, not tested.
@@ -43,6 +46,7 @@ from hostile import HOSTILE, SEPARATE_CHEATS, hand_in
 from submissions import EXPECTED, fill_in
 
 from rnncourse import course
+from rnncourse.classgrade import default_workers
 
 ASSIGNMENT = "rnn_forward"
 
@@ -83,7 +87,10 @@ def totals(root: Path, students) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, help="submissions in the class (default 100)")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--workers", type=int, default=default_workers(),
+                        help="classgrade's workers (default: classgrade's own, one per core plus one)")
+    parser.add_argument("--also-workers", type=int, action="append", default=[],
+                        help="also time classgrade with this many workers (repeatable)")
     parser.add_argument("--timeout", type=int, default=30, help="seconds per cell (default 30)")
     parser.add_argument("--keep", action="store_true", help="keep the course folders")
     parser.add_argument("--ship", action="store_true", help="also time classgrade --ship")
@@ -104,6 +111,9 @@ def main() -> None:
         shutil.copytree(parallel, shipped)
     if args.one_worker:
         shutil.copytree(parallel, alone)
+    others = {n: work / f"workers-{n}" for n in args.also_workers}
+    for folder in others.values():
+        shutil.copytree(parallel, folder)
     # the copied config points hidden_paths at its own folder (CourseDirectory.root is the file's)
     print(f"{args.n} submissions ({sum(k == 'correct' for k in kinds.values())} correct, "
           f"{sum(k.startswith('wrong') for k in kinds.values())} wrong, "
@@ -112,8 +122,15 @@ def main() -> None:
     cpu = {}
 
     def children_cpu() -> float:
-        times = os.times()
-        return times.children_user + times.children_system
+        """CPU seconds the whole machine has spent so far (/proc/stat), else this process's children."""
+        try:
+            with open("/proc/stat") as handle:
+                fields = [int(v) for v in handle.readline().split()[1:]]
+            busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)  # minus idle, iowait
+            return busy / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError):
+            times = os.times()
+            return times.children_user + times.children_system
 
     def classgrade(root: Path, *extra: str, workers: int = args.workers) -> float:
         start, start_cpu = time.monotonic(), children_cpu()
@@ -125,6 +142,7 @@ def main() -> None:
     parallel_seconds = classgrade(parallel)
     ship_seconds = classgrade(shipped, "--ship") if args.ship else None
     alone_seconds = classgrade(alone, workers=1) if args.one_worker else None
+    other_seconds = {n: classgrade(folder, workers=n) for n, folder in others.items()}
 
     start, start_cpu = time.monotonic(), children_cpu()
     result = subprocess.run([sys.executable, "-m", "nbgrader", "autograde", ASSIGNMENT, "--force"],
@@ -136,7 +154,7 @@ def main() -> None:
 
     a, b = totals(parallel, kinds), totals(serial, kinds)
     differ = {s: (a[s], b[s], kinds[s]) for s in kinds if a[s] != b[s]}
-    for other, used in ((shipped, args.ship), (alone, args.one_worker)):
+    for other, used in ((shipped, args.ship), (alone, args.one_worker), *((f, True) for f in others.values())):
         if used:
             c = totals(other, kinds)
             differ.update({s: (a[s], b[s], c[s], kinds[s]) for s in kinds if c[s] != a[s]})
@@ -144,8 +162,7 @@ def main() -> None:
         args.totals.write_text(json.dumps({s: [a[s], kinds[s]] for s in kinds}, indent=1) + "\n")
     n = args.n
     print()
-    # CPU seconds (user + system of the command and every process it waited for: workers, kernels)
-    # depend far less on what else the machine runs than wall seconds do
+    # the machine's CPU seconds depend far less on how the work was spread than wall seconds do
     print(f"{'':34s}{'total s':>10s}{'s / submission':>16s}{'CPU s / submission':>20s}")
     print(f"{'serial nbgrader autograde':34s}{serial_seconds:10.1f}{serial_seconds / n:16.2f}{serial_cpu / n:20.2f}")
     print(f"{'classgrade, ' + str(args.workers) + ' Dask workers':34s}{parallel_seconds:10.1f}"
@@ -153,6 +170,9 @@ def main() -> None:
     if args.ship:
         print(f"{'classgrade --ship, ' + str(args.workers) + ' workers':34s}{ship_seconds:10.1f}"
               f"{ship_seconds / n:16.2f}{cpu[(shipped, args.workers)] / n:20.2f}")
+    for n_other, seconds in other_seconds.items():
+        print(f"{'classgrade, ' + str(n_other) + ' Dask workers':34s}{seconds:10.1f}{seconds / n:16.2f}"
+              f"{cpu[(others[n_other], n_other)] / n:20.2f}")
     if args.one_worker:
         print(f"{'classgrade, 1 worker':34s}{alone_seconds:10.1f}{alone_seconds / n:16.2f}"
               f"{cpu[(alone, 1)] / n:20.2f}")

@@ -9,7 +9,9 @@ and after the submissions are in ``submitted/<student>/<ASSIGNMENT>/`` (by hand 
 ``nbgrader zip_collect``). Then ``nbgrader generate_feedback`` and ``nbgrader export`` as
 usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
 
-* **Engine.** A local Dask cluster with one single-threaded worker per core by default, or
+* **Engine.** A local Dask cluster with one single-threaded worker per core, plus one, by
+  default (a submission that sits out a cell's time limit, a loop or a stuck kernel, then
+  leaves no core idle), or
   a running scheduler (``--scheduler``). By default each job runs nbgrader in the course
   directory, so the workers must share it (one machine); the gradebook is SQLite in that
   directory, and several ``nbgrader autograde --student`` processes writing it on one
@@ -446,6 +448,18 @@ def finish(root: Path, assignment: str, student: str, job: dict, status: dict) -
 
 # --- the class -----------------------------------------------------------------------------------
 
+def default_workers() -> int:
+    """Local workers when ``--workers`` is not given: one per core the process may use, plus one.
+
+    Grading is CPU work (a kernel and TensorFlow per student) except while a submission waits
+    out a time limit; the extra worker uses the core that wait would leave idle."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        cores = os.cpu_count() or 1
+    return cores + 1
+
+
 def _client(scheduler: str | None, workers: int):
     from dask.distributed import Client, LocalCluster
 
@@ -642,7 +656,7 @@ def _grade_locked(root: Path, assignment: str, *, workers, scheduler, force, onl
               f"{len(everyone) - len(todo)} already done or unreadable", flush=True)
     if not todo:
         return statuses
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers()
     start = time.monotonic()
     statuses.update(_run_jobs(root, assignment, todo, workers=workers, scheduler=scheduler, extra=extra,
                               job_timeout=job_timeout, ship=ship, quiet=quiet))
@@ -659,7 +673,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment")
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
-    parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
+    parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per core, plus one)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     parser.add_argument("--ship", action="store_true",
                         help="workers get the files, not the course directory; the gradebook is written "

@@ -79,7 +79,6 @@ class KernelGuard:
             def find_spec(name, path=None, target=None):
                 if name.split(".")[0] in skipped:
                     raise ModuleNotFoundError(f"{name} is not imported while Keras loads", name=name)
-                return None
 
         finder = _NotNow()
         self.sys.meta_path.insert(0, finder)
