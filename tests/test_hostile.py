@@ -320,3 +320,28 @@ def test_suspicious_code_names_the_tampering():
     assert any("imports builtins" in f for f in found)
     assert any("redefines the builtin isinstance" in f for f in found)
     assert not any("os.environ" in f for f in found)
+
+
+# --- fast: the sandbox's mounts -------------------------------------------------------------------
+
+def test_a_read_only_folder_under_tmp_is_not_hidden_by_the_private_tmp(tmp_path):
+    """The Python environment of a course kept under /tmp (a clone in /tmp, a CI work folder)
+    must be bound after the kernel's own empty /tmp, or the kernel cannot even start."""
+    if not AVAILABLE["allow_list"]:
+        pytest.skip("no bubblewrap sandbox on this machine")
+    shared = tmp_path / "course-env"
+    shared.mkdir()
+    (shared / "marker.txt").write_text("seen from the sandbox")
+    manager = sandbox_module.SandboxedKernelManager(kernel_name="python3", read_only_paths=[str(shared)])
+    try:
+        code = f"print(open({str(shared / 'marker.txt')!r}).read()); import os; print(sorted(os.listdir('/tmp')))"
+        result = subprocess.run([*manager._bwrap(), sys.executable, "-c", code], capture_output=True, text=True,
+                                timeout=60, check=False)
+    finally:
+        shutil.rmtree(manager._private, ignore_errors=True)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "seen from the sandbox"
+    # /tmp holds the way down to that folder and the kernel's own folder, nothing else of the host's
+    allowed = {str(tmp_path).split(os.sep)[2], os.path.basename(sandbox_module._kernels_folder())}
+    assert str(tmp_path).split(os.sep)[2] in lines[1] and set(json.loads(lines[1].replace("'", '"'))) <= allowed

@@ -352,16 +352,19 @@ class SandboxedKernelManager(_AsyncKernelManager):
         else:
             args += ["--unshare-user", "--disable-userns"]
         args += _read_only_system()
+        # the private folders first: a mount hides what was mounted below it before, so the
+        # Python environment of a course kept under /tmp must be bound after /tmp's tmpfs
+        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.tmp_size), "--tmpfs", "/dev/shm",
+                 "--size", str(self.tmp_size), "--tmpfs", "/tmp",
+                 "--size", str(self.tmp_size), "--tmpfs", HOME, "--dir", WORK]
         given = [sys.base_prefix, sys.prefix, os.path.dirname(os.path.realpath(sys.executable)), PACKAGE,
                  *self.read_only_paths]
         paths = list(dict.fromkeys(os.path.realpath(p) for p in given if os.path.exists(p)))
         args += _parents(paths)  # bwrap would copy the host's modes (/root: 0700) to the folders above
         for path in paths:
             args += ["--ro-bind", path, path]
-        args += ["--proc", "/proc", "--dev", "/dev", "--size", str(self.tmp_size), "--tmpfs", "/dev/shm",
-                 "--size", str(self.tmp_size), "--tmpfs", "/tmp",
-                 "--size", str(self.tmp_size), "--tmpfs", HOME, "--dir", WORK, *_parents([self._private]),
-                 "--bind", self._private, self._private, "--ro-bind", self.inbox, self.inbox]
+        args += [*_parents([self._private]), "--bind", self._private, self._private,
+                 "--ro-bind", self.inbox, self.inbox]
         for path in sorted(self.hidden_paths):
             inside = any(os.path.realpath(path).startswith(os.path.realpath(p) + os.sep) for p in given)
             if inside and os.path.isdir(path):
