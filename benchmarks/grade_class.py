@@ -9,7 +9,7 @@ tests/hostile.py (one fifth: broken files, deleted or edited tests, loops, a dyi
 a memory hog, megabytes of output, cheats). It is graded
 
 1. in parallel by ``python -m rnncourse.classgrade rnn_forward`` (a local Dask cluster with
-   classgrade's default number of single-threaded workers, one per core plus one, unless
+   classgrade's default number of single-threaded workers, one per core, unless
    ``--workers``; ``--also-workers N`` times another run with N workers), and
 2. by one serial ``nbgrader autograde rnn_forward`` over a copy of the same course,
 3. with ``--ship``, also by ``classgrade --ship`` (jobs carry the files, the client alone
@@ -88,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, help="submissions in the class (default 100)")
     parser.add_argument("--workers", type=int, default=default_workers(),
-                        help="classgrade's workers (default: classgrade's own, one per core plus one)")
+                        help="classgrade's workers (default: classgrade's own, one per core)")
     parser.add_argument("--also-workers", type=int, action="append", default=[],
                         help="also time classgrade with this many workers (repeatable)")
     parser.add_argument("--timeout", type=int, default=30, help="seconds per cell (default 30)")

@@ -9,9 +9,7 @@ and after the submissions are in ``submitted/<student>/<ASSIGNMENT>/`` (by hand 
 ``nbgrader zip_collect``). Then ``nbgrader generate_feedback`` and ``nbgrader export`` as
 usual: the grades are in nbgrader's gradebook, written by nbgrader itself.
 
-* **Engine.** A local Dask cluster with one single-threaded worker per core, plus one, by
-  default (a submission that sits out a cell's time limit, a loop or a stuck kernel, then
-  leaves no core idle), or
+* **Engine.** A local Dask cluster with one single-threaded worker per core by default, or
   a running scheduler (``--scheduler``). By default each job runs nbgrader in the course
   directory, so the workers must share it (one machine); the gradebook is SQLite in that
   directory, and several ``nbgrader autograde --student`` processes writing it on one
@@ -449,15 +447,16 @@ def finish(root: Path, assignment: str, student: str, job: dict, status: dict) -
 # --- the class -----------------------------------------------------------------------------------
 
 def default_workers() -> int:
-    """Local workers when ``--workers`` is not given: one per core the process may use, plus one.
+    """Local workers when ``--workers`` is not given: one per core the process may use.
 
-    Grading is CPU work (a kernel and TensorFlow per student) except while a submission waits
-    out a time limit; the extra worker uses the core that wait would leave idle."""
+    Grading is CPU work (a kernel and TensorFlow per student). One worker more than the cores,
+    to use the core a submission leaves idle while it sits out a time limit, was not faster
+    on the benchmark class (``benchmarks/grade_class.py``: 366.9 s with 3 workers, 320.8 s
+    with 2, on 2 cores)."""
     try:
-        cores = len(os.sched_getaffinity(0))
+        return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows
-        cores = os.cpu_count() or 1
-    return cores + 1
+        return max(1, os.cpu_count() or 1)
 
 
 def _client(scheduler: str | None, workers: int):
@@ -673,7 +672,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("assignment")
     parser.add_argument("--root", default=".", help="the course directory (default: here)")
-    parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per core, plus one)")
+    parser.add_argument("--workers", type=int, default=None, help="local workers (default: one per core)")
     parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler")
     parser.add_argument("--ship", action="store_true",
                         help="workers get the files, not the course directory; the gradebook is written "
