@@ -451,8 +451,8 @@ def default_workers() -> int:
 
     Grading is CPU work (a kernel and TensorFlow per student). One worker more than the cores,
     to use the core a submission leaves idle while it sits out a time limit, was not faster
-    on the benchmark class (``benchmarks/grade_class.py``: 366.9 s with 3 workers, 320.8 s
-    with 2, on 2 cores)."""
+    on the benchmark class (``benchmarks/grade_class.py --n 100``: 368.8 s with 3 workers,
+    322.9 s with 2, on 2 cores)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS, Windows

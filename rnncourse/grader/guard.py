@@ -64,7 +64,7 @@ class KernelGuard:
 
     # Keras imports these only to offer optional features (DataFrames in fit, scikit-learn
     # wrappers, an image-gallery plot) and skips them when they are missing; together they are
-    # about 2 of the 6 CPU seconds TensorFlow and Keras take to import. While the guard
+    # about 1 of the 6 CPU seconds TensorFlow and Keras take to import. While the guard
     # imports TensorFlow and Keras they are reported missing; a cell that imports one of them
     # afterwards gets it as usual.
     NOT_FOR_KERAS = ("sklearn", "pandas", "matplotlib")
