@@ -125,9 +125,15 @@ def create_execution_cache(app: Sphinx, env: Any, docnames: list[str]) -> None:
     cache.db.dispose()  # no connection of this process is inherited by the readers
 
 
-def write_serially(app: Sphinx, env: Any) -> list[str]:
-    """After reading: write the HTML in this process, as a plain build does (it is fast)."""
-    app.parallel = 1
+def write_in_parallel(app: Sphinx, env: Any) -> list[str]:
+    """After reading: write the HTML with Sphinx's own chunks, in one process per core.
+
+    Sphinx's parallel write resolves each page in the main process and hands it to
+    ``app.parallel - 1`` writer processes, so one writer per core needs one process more
+    than there are cores. With a warm execution cache (HTML and doctrees deleted) the build
+    took 11.5-12.9 s this way and 14.5-15.2 s writing serially, and wrote the same files."""
+    if app.parallel > 1:
+        app.parallel = jobs() + 1
     sphinx.builders.make_chunks = _SPHINX_MAKE_CHUNKS
     return []
 
@@ -135,5 +141,5 @@ def write_serially(app: Sphinx, env: Any) -> list[str]:
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", read_in_parallel)
     app.connect("env-before-read-docs", create_execution_cache)
-    app.connect("env-updated", write_serially)
+    app.connect("env-updated", write_in_parallel)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}
