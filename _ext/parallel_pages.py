@@ -30,15 +30,16 @@ import sphinx.builders
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
+from rnncourse import TF_ONE_THREAD
+
 logger = logging.getLogger(__name__)
 SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
-#: With one reader per core, each page's kernel gets one TensorFlow thread (TensorFlow reads
-#: these when it starts). TensorFlow's default, a pool as large as the machine in every
-#: kernel, makes the readers' kernels compete for the cores: two lag-50 LSTM runs at once took
-#: 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of CPU and
+#: With one reader per core, each page's kernel gets one TensorFlow thread. TensorFlow's
+#: default pools make the readers' kernels compete for the cores: two lag-50 LSTM runs at once
+#: took 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of CPU and
 #: 13.7-14.4 s with one thread, and trained the same weights. A value set in the environment
 #: is kept.
-ONE_THREAD_PER_KERNEL = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+ONE_THREAD_PER_KERNEL = TF_ONE_THREAD
 
 
 def jobs() -> int:

@@ -52,7 +52,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import __version__, course
+from . import TF_ONE_THREAD, __version__, course
 from .course import submitted_students
 from .grader.sandbox import reap_orphan_kernels, warn_if_unsandboxed
 from .grader.version import version_warning
@@ -467,10 +467,14 @@ def _client(scheduler: str | None, workers: int):
     import dask
 
     dask.config.set({"distributed.scheduler.allowed-failures": 0})  # a timed-out job is not re-run
+    # One worker per core, so one TensorFlow thread per kernel (the kernels inherit the workers'
+    # environment; the sandbox passes these names on). A class of 24 on 2 workers: 68.9 s with
+    # one thread, 82.2 s with TensorFlow's default pools. A value set in the environment is kept.
+    threads = {name: os.environ.get(name, value) for name, value in TF_ONE_THREAD.items()}
     # ":0": the scheduler's HTTP server (it starts one even without a dashboard) takes a free
     # port, so two runs at once (or a test's cluster beside a run) do not compete for 8787
     cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                           dashboard_address=":0", memory_limit=0, silence_logs=40)
+                           dashboard_address=":0", memory_limit=0, silence_logs=40, env=threads)
     return Client(cluster), cluster
 
 

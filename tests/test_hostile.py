@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 from hostile import FULL, HOSTILE, REASON, SANDBOXED, hand_in
 
-from rnncourse import course
+from rnncourse import TF_ONE_THREAD, course
 from rnncourse.grader import isolation_available, suspicious_code
 from rnncourse.grader import sandbox as sandbox_module
 from rnncourse.grading import FLOAT64_TOL, check_array
@@ -218,6 +218,9 @@ def test_a_search_of_the_whole_machine_finds_nothing(graded, seeded):
                         "KMP_INIT_AT_FORK", "TF2_BEHAVIOR", "TPU_ML_PLATFORM", "TPU_ML_PLATFORM_VERSION"}
     assert set(found["environ"]) <= allowed | set_by_ipykernel, set(found["environ"]) - allowed - set_by_ipykernel
     assert found["environ"]["HOME"] == sandbox_module.HOME
+    # classgrade runs one kernel per core, each with one TensorFlow thread (unless set here)
+    assert {k: found["environ"].get(k) for k in TF_ONE_THREAD} == {k: os.environ.get(k, v)
+                                                                   for k, v in TF_ONE_THREAD.items()}
 
 
 @pytest.mark.slow

@@ -30,7 +30,8 @@ PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rnncour
 HOME = "/home/student"
 WORK = HOME + "/work"  # the kernel's working folder: a copy of its submission
 UID_BASE, UID_SLOTS = 820_000, 10_000  # root: each kernel runs as its own unused uid
-ENV_ALLOWED = ("LANG", "LC_ALL", "PYTHONHASHSEED", "OMP_NUM_THREADS")  # kept from the grader's environment
+ENV_ALLOWED = ("LANG", "LC_ALL", "PYTHONHASHSEED", "OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+               "TF_NUM_INTEROP_THREADS")  # kept from the grader's environment
 FORCE = "RNNCOURSE_SANDBOX"  # "limits": no sandbox, resource limits only (also the test of that path)
 
 
