@@ -13,15 +13,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-from rnncourse.course import REPO, assignments, generate, new_course
+from rnncourse.course import REPO, assignments, generate_all, new_course
 
 
 def main(argv: list[str]) -> int:
     wanted = argv or assignments()
     with tempfile.TemporaryDirectory() as tmp:
         root = new_course(Path(tmp) / "course", wanted)
+        released = generate_all(root)
         for assignment in wanted:
-            generated = generate(root, assignment).parent
+            generated = released[assignment].parent
             target = REPO / "exercises" / assignment
             shutil.rmtree(target, ignore_errors=True)
             shutil.copytree(generated, target)

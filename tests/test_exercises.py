@@ -15,7 +15,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     root = course.new_course(tmp_path_factory.mktemp("release") / "course")
-    return {a: course.generate(root, a) for a in course.assignments()}
+    return course.generate_all(root)
 
 
 def test_every_solution_has_a_committed_release(generated):

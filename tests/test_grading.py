@@ -1,8 +1,8 @@
 """The grading pipeline, end to end, with the real nbgrader commands.
 
 One throw-away course directory gets the course's ``nbgrader_config.py`` and every
-assignment of ``solutions/``. For each, ``generate_assignment`` makes the student release;
-the submissions of ``tests/submissions.py`` (the solution, the untouched release, realistic
+assignment of ``solutions/``. One ``generate_assignment`` makes every student release; for
+each assignment the submissions of ``tests/submissions.py`` (the solution, the untouched release, realistic
 wrong answers) are autograded in one run by ``classgrade``, the function instructors run
 (``course.autograde`` calls it), on one local Dask cluster shared by all assignments;
 scores are read back from the gradebook, per grade cell.
@@ -47,7 +47,7 @@ class Graded:
 
 def _grade_class(root, assignment, scheduler) -> Graded:
     """Generate the release, submit every scenario of the assignment, autograde them all."""
-    release = course.read_notebook(course.generate(root, assignment))
+    release = course.read_notebook(root / "exercises" / assignment / f"{assignment}.ipynb")  # by _grading
     source = course.read_notebook(root / "solutions" / assignment / f"{assignment}.ipynb")
     students = {"blank release": "blank"}
     course.submit(root, assignment, "blank", release)
@@ -79,6 +79,7 @@ def _grading(tmp_path_factory):
     from rnncourse.classgrade import _client
 
     root = course.new_course(tmp_path_factory.mktemp("grading") / "course", ASSIGNMENTS)
+    course.generate_all(root)  # every student release, by one nbgrader process
     client, cluster = _client(None, os.cpu_count() or 1)
     client.close()
     try:
