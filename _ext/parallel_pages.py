@@ -34,12 +34,6 @@ from rnncourse import TF_ONE_THREAD
 
 logger = logging.getLogger(__name__)
 SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
-#: With one reader per core, each page's kernel gets one TensorFlow thread. TensorFlow's
-#: default pools make the readers' kernels compete for the cores: two lag-50 LSTM runs at once
-#: took 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of CPU and
-#: 13.7-14.4 s with one thread, and trained the same weights. A value set in the environment
-#: is kept.
-ONE_THREAD_PER_KERNEL = TF_ONE_THREAD
 
 
 def jobs() -> int:
@@ -90,7 +84,12 @@ def read_in_parallel(app: Sphinx, config: Any) -> None:
     if app.parallel > 1:
         suffixes = tuple(config.source_suffix) if config.source_suffix else (".md",)
         sphinx.builders.make_chunks = one_page_per_process(Path(app.srcdir), suffixes)
-        for name, value in ONE_THREAD_PER_KERNEL.items():
+        # One reader per core, so each page's kernel gets one TensorFlow thread. TensorFlow's
+        # default pools make the readers' kernels compete for the cores: two lag-50 LSTM runs
+        # at once took 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of
+        # CPU and 13.7-14.4 s with one thread, and trained the same weights. A value set in the
+        # environment is kept.
+        for name, value in TF_ONE_THREAD.items():
             os.environ.setdefault(name, value)
         logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
     os.environ.setdefault("RNNCOURSE_RUN_CACHE", str(Path(app.outdir).parent / ".run_cache"))

@@ -95,11 +95,11 @@ def _configure(monkeypatch, tmp_path, jobs: str):
 
 def test_a_parallel_build_gives_each_kernel_one_tensorflow_thread_unless_the_author_chose(
         monkeypatch, tmp_path):
-    for name in parallel_pages.ONE_THREAD_PER_KERNEL:
+    for name in parallel_pages.TF_ONE_THREAD:
         monkeypatch.delenv(name, raising=False)
     app = _configure(monkeypatch, tmp_path, "2")
     assert app.parallel == 2
-    assert {name: parallel_pages.os.environ.get(name) for name in parallel_pages.ONE_THREAD_PER_KERNEL} \
+    assert {name: parallel_pages.os.environ.get(name) for name in parallel_pages.TF_ONE_THREAD} \
         == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
@@ -108,8 +108,8 @@ def test_a_parallel_build_gives_each_kernel_one_tensorflow_thread_unless_the_aut
 
 
 def test_a_serial_build_leaves_tensorflow_its_default_threads(monkeypatch, tmp_path):
-    for name in parallel_pages.ONE_THREAD_PER_KERNEL:
+    for name in parallel_pages.TF_ONE_THREAD:
         monkeypatch.delenv(name, raising=False)
     app = _configure(monkeypatch, tmp_path, "1")
     assert app.parallel == 1
-    assert not any(name in parallel_pages.os.environ for name in parallel_pages.ONE_THREAD_PER_KERNEL)
+    assert not any(name in parallel_pages.os.environ for name in parallel_pages.TF_ONE_THREAD)
