@@ -8,7 +8,6 @@ page its own reader process, longest page first, so that one slow page does not 
 process with the others (Sphinx would otherwise read a fixed block of pages per process).
 
 ``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
-In a parallel build each page's kernel runs TensorFlow on one thread, its reader's core.
 The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
 starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
 it once.
@@ -29,8 +28,6 @@ from typing import Any
 import sphinx.builders
 from sphinx.application import Sphinx
 from sphinx.util import logging
-
-from rnncourse import TF_ONE_THREAD
 
 logger = logging.getLogger(__name__)
 SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
@@ -84,13 +81,6 @@ def read_in_parallel(app: Sphinx, config: Any) -> None:
     if app.parallel > 1:
         suffixes = tuple(config.source_suffix) if config.source_suffix else (".md",)
         sphinx.builders.make_chunks = one_page_per_process(Path(app.srcdir), suffixes)
-        # One reader per core, so each page's kernel gets one TensorFlow thread. TensorFlow's
-        # default pools make the readers' kernels compete for the cores: two lag-50 LSTM runs
-        # at once took 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of
-        # CPU and 13.7-14.4 s with one thread, and trained the same weights. A value set in the
-        # environment is kept.
-        for name, value in TF_ONE_THREAD.items():
-            os.environ.setdefault(name, value)
         logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
     os.environ.setdefault("RNNCOURSE_RUN_CACHE", str(Path(app.outdir).parent / ".run_cache"))
 

@@ -80,36 +80,3 @@ def test_nothing_is_created_when_pages_are_not_executed_through_the_cache(tmp_pa
     path = tmp_path / ".jupyter_cache"
     parallel_pages.create_execution_cache(None, env_for(path, mode="off"), [])
     assert not path.exists()
-
-
-def _configure(monkeypatch, tmp_path, jobs: str):
-    monkeypatch.setenv("BOOK_JOBS", jobs)
-    monkeypatch.delenv("RNNCOURSE_RUN_CACHE", raising=False)           # restored afterwards
-    monkeypatch.setattr(parallel_pages.sphinx.builders, "make_chunks",
-                        parallel_pages.sphinx.builders.make_chunks)   # restored afterwards
-    app = types.SimpleNamespace(parallel=1, srcdir=str(tmp_path), outdir=str(tmp_path / "html"),
-                                extensions={})
-    parallel_pages.read_in_parallel(app, types.SimpleNamespace(source_suffix={".md": "myst-nb"}))
-    return app
-
-
-def test_a_parallel_build_gives_each_kernel_one_tensorflow_thread_unless_the_author_chose(
-        monkeypatch, tmp_path):
-    for name in parallel_pages.TF_ONE_THREAD:
-        monkeypatch.delenv(name, raising=False)
-    app = _configure(monkeypatch, tmp_path, "2")
-    assert app.parallel == 2
-    assert {name: parallel_pages.os.environ.get(name) for name in parallel_pages.TF_ONE_THREAD} \
-        == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
-
-    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
-    _configure(monkeypatch, tmp_path, "2")
-    assert parallel_pages.os.environ["TF_NUM_INTRAOP_THREADS"] == "4"
-
-
-def test_a_serial_build_leaves_tensorflow_its_default_threads(monkeypatch, tmp_path):
-    for name in parallel_pages.TF_ONE_THREAD:
-        monkeypatch.delenv(name, raising=False)
-    app = _configure(monkeypatch, tmp_path, "1")
-    assert app.parallel == 1
-    assert not any(name in parallel_pages.os.environ for name in parallel_pages.TF_ONE_THREAD)
