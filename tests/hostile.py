@@ -292,6 +292,7 @@ attempt('home_ssh', lambda: os.listdir(os.path.expanduser('~/.ssh')))
 attempt('root_ssh', lambda: os.listdir('/root/.ssh'))
 attempt('loopback', lambda: socket.create_connection(('127.0.0.1', PORT), timeout=3) and 'connected')
 found['uid'] = os.getuid()
+found['ppid'] = os.getppid()
 found['environ'] = dict(os.environ)
 print('SEARCH ' + json.dumps(found))
 """

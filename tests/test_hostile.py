@@ -27,7 +27,7 @@ import pytest
 from hostile import FULL, HOSTILE, REASON, SANDBOXED, hand_in
 
 from rnncourse import TF_ONE_THREAD, course
-from rnncourse.grader import isolation_available, suspicious_code
+from rnncourse.grader import isolation_available, suspicious_code, zygote
 from rnncourse.grader import sandbox as sandbox_module
 from rnncourse.grading import FLOAT64_TOL, check_array
 
@@ -209,6 +209,8 @@ def test_a_search_of_the_whole_machine_finds_nothing(graded, seeded):
     with pytest.raises(TimeoutError):
         seeded[1].accept()  # nothing ever reached the host's port
     assert found["uid"] != 0
+    # forked from the worker's zygote: its parent is outside the sandbox (an exec'd kernel's is bwrap, 1)
+    assert found["ppid"] == (0 if zygote.enabled() else 1)
     assert SECRET not in json.dumps(found) and "s3cret" not in json.dumps(found)
     allowed = {"PATH", "HOME", "TMPDIR", "LANG", "MPLCONFIGDIR", *sandbox_module.ENV_ALLOWED,
                *sandbox_module.TF_ENV}
@@ -238,8 +240,10 @@ def test_a_second_run_skips_what_is_done_and_a_forced_one_agrees(graded):
     before = {s: scores(root, s) for s in CLASS}
     output = classgrade(root)
     assert f"{len(CLASS)} submissions, 0 to grade" in output
-    again = ["correct", "allclose_patched_by_the_function", "deleted_grade_cell", "invalid_json"]
-    classgrade(root, "--force", *[f"--student={s}" for s in again])
+    again = ["correct", "allclose_patched_by_the_function", "deleted_grade_cell", "invalid_json", "kernel_dies",
+             "stuck_kernel"]
+    # graded again by kernels exec'd in their sandbox (no zygote): the same scores
+    classgrade(root, "--force", *[f"--student={s}" for s in again], env={zygote.SWITCH: "0"})
     assert {s: scores(root, s) for s in CLASS} == before
 
 

@@ -12,6 +12,8 @@ says what this machine allows; ``RNNCOURSE_SANDBOX=limits`` forces resource limi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import json
 import logging
@@ -20,10 +22,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 from traitlets import Bool, Integer, List, Unicode
 
 from .. import TF_ENV, course
+from . import zygote
 
 REPO = str(course.REPO)
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # rnncourse/
@@ -35,10 +39,14 @@ ENV_ALLOWED = ("LANG", "LC_ALL", "PYTHONHASHSEED", "OMP_NUM_THREADS", "TF_NUM_IN
 FORCE = "RNNCOURSE_SANDBOX"  # "limits": no sandbox, resource limits only (also the test of that path)
 
 
-def _sandbox_main(argv):
+def _sandbox_main(argv, launch=None):
     """Inside the sandbox, before the kernel: copy the submission into the working folder,
     set resource limits, become the kernel's own unprivileged user, then exec the kernel
-    (run by ``python -c``, so it must only use the standard library)."""
+    (run by ``python -c``, so it must only use the standard library). A kernel forked from a
+    zygote (:mod:`.zygote`) runs it too, and calls ``launch`` instead of exec; it holds every
+    capability until here, so it also gives them up (with ``no_new_privs`` and an empty bounding
+    set, no program it runs can get one back)."""
+    import ctypes as _ctypes
     import json as _json
     import os as _os
     import resource as _resource
@@ -62,13 +70,61 @@ def _sandbox_main(argv):
             hard = value + 5 if key == "cpu" else value  # SIGXCPU first, SIGKILL 5 s later
             _resource.setrlimit(which, (value, hard))
     _resource.setrlimit(_resource.RLIMIT_CORE, (0, 0))
+    if launch is not None:
+        libc = _ctypes.CDLL(None, use_errno=True)
+        pr_set_no_new_privs, pr_capbset_drop = 38, 24
+        if libc.prctl(pr_set_no_new_privs, 1, 0, 0, 0) != 0:
+            raise SystemExit("the sandbox could not set no_new_privs")
+        for capability in range(64):  # EINVAL past the last one the running Linux knows
+            libc.prctl(pr_capbset_drop, capability, 0, 0, 0)
     if uid is not None:  # root in the sandbox: become the kernel's own user, which drops every capability
         _os.setgroups([])
         _os.setgid(uid)
         _os.setuid(uid)
         if _os.getuid() != uid or _os.geteuid() != uid:
             raise SystemExit("the sandbox could not drop root")
-    _os.execvp(command[0], command)
+    if launch is None:
+        _os.execvp(command[0], command)
+    pr_set_dumpable = 4  # as exec would: its /proc/self belongs to its own user again, not to root
+    libc.prctl(pr_set_dumpable, 1, 0, 0, 0)
+    if uid is None:  # in a user namespace: drop the capabilities that entering it gave
+        header = (_ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+        data = (_ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: none (two words each)
+        if libc.capget(header, data) != 0 or any(data) and (
+                libc.capset(header, (_ctypes.c_uint32 * 6)()) != 0):
+            raise SystemExit("the sandbox could not drop its capabilities")
+    with open("/proc/self/status") as status:  # nothing left, whichever way it was dropped
+        held = [line.split()[1] for line in status if line.startswith(("CapEff:", "CapPrm:", "CapAmb:"))]
+    if any(int(mask, 16) for mask in held):
+        raise SystemExit("the sandbox could not drop its capabilities")
+    launch(command)
+
+
+def _sandbox_stub():
+    """The sandbox's process 1 while its kernel is forked from a zygote (standard library only,
+    run by ``python -c``): reaps what is orphaned in the sandbox and passes the signals the
+    kernel's manager sends on to the kernel (process 2). It ends, and the sandbox with it, when
+    the zygote's helper kills it after the kernel's end."""
+    import os as _os
+    import signal as _signal
+
+    def forward(signum, frame):
+        try:
+            _os.kill(2, signum)
+        except OSError:
+            pass
+
+    for signum in (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
+                   _signal.SIGUSR2):
+        _signal.signal(signum, forward)
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGCHLD})  # kept pending: waited for below
+    while True:
+        try:
+            while _os.waitpid(-1, _os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        _signal.sigtimedwait({_signal.SIGCHLD}, 5.0)
 
 
 _CHECKED: dict[str, bool] = {}
@@ -343,11 +399,62 @@ class SandboxedKernelManager(_AsyncKernelManager):
         if self._mode == "limits":
             return [sys.executable, "-c", wrapper, json.dumps(options), *command]
         options.update(inbox=self.inbox, home=HOME, uid=self._uid)
-        return [*self._bwrap(), sys.executable, "-c", wrapper, json.dumps(options), *command]
+        exec_command = [*self._bwrap(), sys.executable, "-c", wrapper, json.dumps(options), *command]
+        self._fork = None
+        if zygote.enabled() and zygote.is_ipykernel(command):  # the same sandbox, its kernel forked
+            self._fork = {"env": {**self._kernel_env(), "PWD": WORK}, "cwd": WORK, "options": options,
+                          "command": command, "fallback": exec_command}
+            stub = inspect.getsource(_sandbox_stub) + "\n_sandbox_stub()\n"
+            return [*self._bwrap(as_pid_1=True), sys.executable, "-c", stub]
+        return exec_command
 
-    def _bwrap(self) -> list[str]:
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        request, self._fork = getattr(self, "_fork", None), None
+        await super()._async_launch_kernel(kernel_cmd, **kw)
+        if request:
+            fallback = request.pop("fallback")
+            process = self.provisioner.process
+            try:
+                await asyncio.to_thread(self._fork_kernel, process, request)
+            except Exception as error:  # noqa: BLE001 (the kernel is started the other way instead)
+                log.warning("the kernel could not be forked from the zygote (%s): exec'd in its sandbox instead",
+                            error)
+                with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                    process.kill()  # the sandbox, waiting for a kernel that will not come
+                    process.wait(10)
+                await super()._async_launch_kernel(fallback, **kw)
+
+    @staticmethod
+    def _fork_kernel(process, request: dict) -> None:
+        """Wait for the sandbox's process 1 (the stub, once bwrap has exec'd it), then have the
+        zygote fork the kernel into it."""
+        deadline = time.monotonic() + 60
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"the kernel's sandbox ended (exit code {process.returncode}) before its kernel started")
+            with _suppress():
+                with open(f"/proc/{process.pid}/task/{process.pid}/children") as handle:
+                    children = handle.read().split()
+                if children:
+                    with open(f"/proc/{children[0]}/cmdline", "rb") as handle:
+                        if handle.read().split(b"\0")[0] == sys.executable.encode():
+                            break
+            if time.monotonic() > deadline:
+                raise RuntimeError("the kernel's sandbox did not start in 60 s")
+            time.sleep(0.005)
+        zygote.fork_kernel(int(children[0]), **request)
+
+    def _kernel_env(self) -> dict[str, str]:
+        """The kernel's whole environment."""
+        return {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
+                "HOME": HOME, "TMPDIR": "/tmp", "LANG": "C.UTF-8", "MPLCONFIGDIR": HOME + "/.matplotlib",
+                **{k: os.environ[k] for k in ENV_ALLOWED if k in os.environ}, **TF_ENV}
+
+    def _bwrap(self, as_pid_1: bool = False) -> list[str]:
         args = [shutil.which("bwrap"), "--die-with-parent", "--unshare-ipc", "--unshare-pid", "--unshare-net",
                 "--unshare-uts", "--unshare-cgroup-try", "--hostname", "sandbox"]
+        if as_pid_1:  # the stub is process 1 (no bwrap init), so the kernel forked in is process 2
+            args.append("--as-pid-1")
         if self._mode == "root":  # to chown the copy, then become the kernel's uid (drops them all)
             args += ["--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_CHOWN"]
         else:
@@ -372,9 +479,7 @@ class SandboxedKernelManager(_AsyncKernelManager):
                 args += ["--tmpfs", os.path.realpath(path)]
             elif inside and os.path.isfile(path):
                 args += ["--ro-bind", "/dev/null", os.path.realpath(path)]
-        env = {"PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin", "/usr/bin", "/bin"]),
-               "HOME": HOME, "TMPDIR": "/tmp", "LANG": "C.UTF-8", "MPLCONFIGDIR": HOME + "/.matplotlib",
-               **{k: os.environ[k] for k in ENV_ALLOWED if k in os.environ}, **TF_ENV}
+        env = self._kernel_env()
         args += ["--clearenv", *[a for k, v in sorted(env.items()) for a in ("--setenv", k, v)], "--chdir", WORK,
                  "--"]
         return args

@@ -55,7 +55,7 @@ def take_spare(key: tuple, timeout: float):
         return None
     spare = dict(_SPARE)
     _SPARE.clear()
-    ready = spare["key"] == key and _wait_for_guard(spare["client"], spare["msg_id"], timeout)
+    ready = spare["key"] == key and _wait_for_guard(spare["client"], spare["msg_id"], timeout, spare["manager"])
     spare["client"].stop_channels()
     if not ready:
         _shutdown(spare["manager"])
@@ -63,10 +63,19 @@ def take_spare(key: tuple, timeout: float):
     return spare["manager"], spare["cwd"]
 
 
-def _wait_for_guard(client, msg_id: str, timeout: float) -> bool:
+def _wait_for_guard(client, msg_id: str, timeout: float, manager) -> bool:
+    import queue
+    import time
+
+    end = time.monotonic() + timeout
     try:
         while True:
-            reply = client.get_shell_msg(timeout=timeout)
+            try:
+                reply = client.get_shell_msg(timeout=1)
+            except queue.Empty:
+                if time.monotonic() > end or not run_sync(manager.is_alive)():
+                    return False  # a dead kernel is not waited for
+                continue
             if reply["parent_header"].get("msg_id") == msg_id:
                 break
     except Exception:  # noqa: BLE001 (no reply in time, a dead kernel: start a cold one instead)
