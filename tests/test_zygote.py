@@ -28,6 +28,11 @@ LOOK = """
 import json, os, sys
 import numpy as np
 status = dict(line.split(':', 1) for line in open('/proc/self/status').read().splitlines())
+import ctypes
+child = os.fork()  # can it make a user namespace of its own (where it would hold capabilities)?
+if child == 0:
+    os._exit(1 if ctypes.CDLL(None, use_errno=True).unshare(0x10000000) == 0 else 0)
+new_user_namespace = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1]) == 1
 tmp, home = sorted(os.listdir('/tmp')), sorted(os.listdir(os.path.expanduser('~')))
 for folder in ('/tmp', os.path.expanduser('~')):  # for the next kernel to find (it must not)
     open(os.path.join(folder, f'left-by-{os.urandom(4).hex()}'), 'w').close()
@@ -40,6 +45,7 @@ print('LOOK ' + json.dumps({
     'cwd': os.getcwd(), 'environ': {k: v for k, v in os.environ.items()},
     'initial_environ': open('/proc/self/environ', 'rb').read().decode(errors='replace'),
     'random': np.random.rand(), 'tensorflow_loaded': 'tensorflow' in sys.modules,
+    'new_user_namespace': new_user_namespace,
 }))
 """
 
@@ -89,6 +95,7 @@ def test_a_forked_kernel_holds_no_capability(kernels):
         assert {k: seen["caps"][k] for k in ("CapEff", "CapPrm", "CapAmb")} == {"CapEff": 0, "CapPrm": 0,
                                                                                 "CapAmb": 0}, seen["caps"]
     for seen in forked:
+        assert seen["new_user_namespace"] == execd["new_user_namespace"]  # (bwrap's --disable-userns without root)
         assert seen["caps"]["CapInh"] == 0
         assert seen["no_new_privs"] == 1  # no setuid program in /usr can give one back
         if sandbox_module.sandbox_mode() == "root":

@@ -40,7 +40,7 @@ import time
 SWITCH = "RNNCOURSE_ZYGOTE"  # "0": no zygote
 PRELOAD = ("numpy", "tensorflow", "keras", "ipykernel.kernelapp")
 READY_TIMEOUT, FORK_TIMEOUT = 180, 60  # seconds: its imports on a loaded machine; one fork
-NAMESPACES = ("user", "ipc", "uts", "net", "cgroup", "pid", "mnt")  # user first, mount last
+NAMESPACES = ("ipc", "uts", "net", "cgroup", "pid", "mnt")  # after the user namespaces, mount last
 
 
 def _zygote_main(sandbox_main, preload, namespaces, stdout):
@@ -48,6 +48,7 @@ def _zygote_main(sandbox_main, preload, namespaces, stdout):
     input and output are the pipes of its requests; ``stdout`` is the descriptor of the grading
     process's standard output, which the kernels get (as an exec'd kernel inherits it)."""
     import ctypes
+    import fcntl
     import json as _json
     import os as _os
     import signal as _signal
@@ -56,6 +57,7 @@ def _zygote_main(sandbox_main, preload, namespaces, stdout):
     for name in preload:
         __import__(name)
     libc = ctypes.CDLL(None, use_errno=True)
+    ns_get_parent = 0xB702  # ioctl _IO(0xb7, 0x2): the parent of a user namespace
     control_in, control_out = _sys.stdin.buffer, _sys.stdout.buffer
     control_out.write(b"ready\n")
     control_out.flush()
@@ -86,14 +88,28 @@ def _zygote_main(sandbox_main, preload, namespaces, stdout):
     def helper(request, report):
         target = request["pid"]
         handle = _os.pidfd_open(target)  # the sandbox's process 1, safe from pid reuse
-        for name in namespaces:
-            theirs = f"/proc/{target}/ns/{name}"
-            if not _os.path.exists(theirs) or _os.stat(theirs).st_ino == _os.stat(f"/proc/self/ns/{name}").st_ino:
-                continue
-            fd = _os.open(theirs, _os.O_RDONLY)
+
+        def enter(fd, name):
             if libc.setns(fd, 0) != 0:
                 raise OSError(ctypes.get_errno(), f"setns({name})")
             _os.close(fd)
+
+        # Its user namespaces, outermost first: bwrap's --disable-userns nests one in another, and
+        # the other namespaces belong to the outer one, so they are entered from there.
+        users, mine = [], _os.stat("/proc/self/ns/user").st_ino
+        fd = _os.open(f"/proc/{target}/ns/user", _os.O_RDONLY)
+        while _os.fstat(fd).st_ino != mine:
+            users.insert(0, fd)
+            fd = fcntl.ioctl(fd, ns_get_parent)
+        _os.close(fd)
+        if users:
+            enter(users.pop(0), "user")
+        for name in namespaces:
+            theirs = f"/proc/{target}/ns/{name}"
+            if _os.path.exists(theirs) and _os.stat(theirs).st_ino != _os.stat(f"/proc/self/ns/{name}").st_ino:
+                enter(_os.open(theirs, _os.O_RDONLY), name)
+        for fd in users:
+            enter(fd, "user")
         _os.chdir("/")
         child = _os.fork()
         if child == 0:
