@@ -240,8 +240,7 @@ def test_a_second_run_skips_what_is_done_and_a_forced_one_agrees(graded):
     before = {s: scores(root, s) for s in CLASS}
     output = classgrade(root)
     assert f"{len(CLASS)} submissions, 0 to grade" in output
-    again = ["correct", "allclose_patched_by_the_function", "deleted_grade_cell", "invalid_json", "kernel_dies",
-             "stuck_kernel"]
+    again = ["correct", "allclose_patched_by_the_function", "deleted_grade_cell", "invalid_json", "kernel_dies"]
     # graded again by kernels exec'd in their sandbox (no zygote): the same scores
     classgrade(root, "--force", *[f"--student={s}" for s in again], env={zygote.SWITCH: "0"})
     assert {s: scores(root, s) for s in CLASS} == before
