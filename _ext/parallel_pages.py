@@ -4,10 +4,18 @@ myst-nb executes a page while Sphinx *reads* it, so the pages run in parallel ex
 Sphinx reads in parallel. Jupyter Book 1's command line has no ``-j``; this extension turns
 on Sphinx's parallel read (every extension the book uses declares itself parallel-read
 safe, or Sphinx would refuse with a warning, which ``-W`` makes an error) and gives each
-page its own reader process, longest page first, so that one slow page does not share a
-process with the others (Sphinx would otherwise read a fixed block of pages per process).
+page its own reader process, so that one slow page does not share a process with the others
+(Sphinx would otherwise read a fixed block of pages per process).
+
+Which page starts first matters: with the longest page last, one core works alone at the
+end. Pages start longest first, by the seconds the execution cache last recorded for them
+(any earlier version of the page), else by :data:`EXPECTED_SECONDS` (a clean build's times),
+and in that order: Sphinx starts waiting readers last-added first, which put the pages in
+reverse alphabetical order, and the longest page, comparison.md, ran alone at the end.
 
 ``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
+In a parallel build each page's kernel runs TensorFlow on one thread, its reader's core
+(except the pages of :data:`DEFAULT_THREAD_PAGES`).
 The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
 starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
 it once.
@@ -26,8 +34,11 @@ from pathlib import Path
 from typing import Any
 
 import sphinx.builders
+import sphinx.util.parallel
 from sphinx.application import Sphinx
 from sphinx.util import logging
+
+from rnncourse import TF_ONE_THREAD
 
 logger = logging.getLogger(__name__)
 SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
@@ -44,23 +55,58 @@ def jobs() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def one_page_per_process(srcdir: Path, suffixes: tuple[str, ...]):
-    """A ``make_chunks`` for the read phase: one page a chunk, the largest source first."""
+#: Seconds each page's code took in a clean parallel build on two cores (this machine,
+#: 2026-12-03; gru.md also trained the runs that lstm.md and others then loaded from the run
+#: cache): the order of a build whose execution cache has no record of a page. Only the order
+#: depends on them; a page missing here counts as 0 s.
+EXPECTED_SECONDS = {
+    "chapters/comparison": 157, "chapters/gru": 115, "chapters/vanishing_gradients": 94,
+    "chapters/parallel_rnns": 75, "chapters/sequence_classification": 71, "chapters/text": 62,
+    "chapters/seq2seq": 56, "chapters/lstm": 55, "chapters/simple_rnn": 27,
+    "chapters/time_series": 26, "chapters/bptt": 11, "chapters/sequences": 11,
+}
 
-    def size(docname: str) -> int:
-        for suffix in suffixes:
-            path = srcdir / (docname + suffix)
-            if path.exists():
-                return path.stat().st_size
-        return 0
+
+def recorded_seconds(cache: Any, srcdir: Path) -> dict[str, float]:
+    """The execution seconds the cache last recorded for each page (its newest record)."""
+    seconds: dict[str, tuple[Any, float]] = {}
+    for record in cache.list_cache_records():
+        value = (record.data or {}).get("execution_seconds")
+        try:
+            docname = Path(record.uri).resolve().relative_to(srcdir).with_suffix("").as_posix()
+        except ValueError:
+            continue
+        if isinstance(value, (int, float)) and (docname not in seconds
+                                                or record.created > seconds[docname][0]):
+            seconds[docname] = (record.created, float(value))
+    return {docname: value for docname, (_, value) in seconds.items()}
+
+
+def one_page_per_process(expected: dict[str, float]):
+    """A ``make_chunks`` for the read phase: one page a chunk, the longest first."""
 
     def make_chunks(arguments, nproc, maxbatch=10):
-        return [[docname] for docname in sorted(arguments, key=size, reverse=True)]
+        return [[docname] for docname in sorted(arguments, key=lambda d: -expected.get(d, 0.0))]
 
     return make_chunks
 
 
+class _FirstInFirstOut(dict):
+    """Sphinx's waiting readers, started in the order they were added (Sphinx pops the last)."""
+
+    def popitem(self):
+        key = next(iter(self))
+        return key, self.pop(key)
+
+
+class InOrderParallelTasks(sphinx.util.parallel.ParallelTasks):
+    def __init__(self, nproc: int) -> None:
+        super().__init__(nproc)
+        self._precvsWaiting = _FirstInFirstOut()
+
+
 _SPHINX_MAKE_CHUNKS = sphinx.builders.make_chunks
+_SPHINX_PARALLEL_TASKS = sphinx.builders.ParallelTasks
 
 
 def declare_multitoc_numbering_parallel_safe(app: Sphinx) -> None:
@@ -73,14 +119,40 @@ def declare_multitoc_numbering_parallel_safe(app: Sphinx) -> None:
         extension.parallel_read_safe = True
 
 
+#: Pages whose kernels keep TensorFlow's default threads in a parallel build: comparison.md
+#: times the three Keras layers against each other and checks the ratios it finds. With one
+#: thread per kernel its check "at equal units a gated cell's training step costs over twice the
+#: simple RNN's" failed once in CI; six runs here, two at once, found ratios from 2.4 to 4.8.
+DEFAULT_THREAD_PAGES = frozenset({"chapters/comparison"})
+_ONE_THREAD_SET: set[str] = set()  # the variables this extension set (an author's own are kept)
+
+
+def threads_for_page(app: Sphinx, docname: str, source: list[str]) -> None:
+    """Before a page executes (in its reader process): one TensorFlow thread, or the default."""
+    for name in _ONE_THREAD_SET:
+        if docname in DEFAULT_THREAD_PAGES:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = TF_ONE_THREAD[name]
+
+
 def read_in_parallel(app: Sphinx, config: Any) -> None:
     declare_multitoc_numbering_parallel_safe(app)
     n = jobs()
     if n > 1 and app.parallel <= 1:
         app.parallel = n
     if app.parallel > 1:
-        suffixes = tuple(config.source_suffix) if config.source_suffix else (".md",)
-        sphinx.builders.make_chunks = one_page_per_process(Path(app.srcdir), suffixes)
+        sphinx.builders.make_chunks = one_page_per_process(dict(EXPECTED_SECONDS))
+        sphinx.builders.ParallelTasks = InOrderParallelTasks
+        # One reader per core, so each page's kernel gets one TensorFlow thread. TensorFlow's
+        # default pools make the readers' kernels compete for the cores: two lag-50 LSTM runs
+        # at once took 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of
+        # CPU and 13.7-14.4 s with one thread, and trained the same weights. A value set in the
+        # environment is kept.
+        for name, value in TF_ONE_THREAD.items():
+            if name not in os.environ:
+                os.environ[name] = value
+                _ONE_THREAD_SET.add(name)
         logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
     os.environ.setdefault("RNNCOURSE_RUN_CACHE", str(Path(app.outdir).parent / ".run_cache"))
 
@@ -111,7 +183,9 @@ def create_execution_cache(app: Sphinx, env: Any, docnames: list[str]) -> None:
 
     _patient_sqlite()
     cache = get_cache(config.execution_cache_path)
-    cache.list_cache_records()  # creates the tables when the database is new
+    recorded = recorded_seconds(cache, Path(app.srcdir).resolve())  # creates the tables when new
+    if app.parallel > 1:
+        sphinx.builders.make_chunks = one_page_per_process({**EXPECTED_SECONDS, **recorded})
     cache.db.dispose()  # no connection of this process is inherited by the readers
 
 
@@ -125,11 +199,13 @@ def write_in_parallel(app: Sphinx, env: Any) -> list[str]:
     if app.parallel > 1:
         app.parallel = jobs() + 1
     sphinx.builders.make_chunks = _SPHINX_MAKE_CHUNKS
+    sphinx.builders.ParallelTasks = _SPHINX_PARALLEL_TASKS
     return []
 
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", read_in_parallel)
+    app.connect("source-read", threads_for_page)
     app.connect("env-before-read-docs", create_execution_cache)
     app.connect("env-updated", write_in_parallel)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -17,10 +17,10 @@ import os
 TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
 os.environ.update(TF_ENV)
 #: One TensorFlow thread (TensorFlow reads these when it starts) for kernels that run one per
-#: core: the kernels of classgrade's local workers. TensorFlow's default, pools as large as the
-#: machine in every process, makes such kernels compete for the cores. Not set here: a
-#: reader's or a student's notebook keeps TensorFlow's default, and so do the book's pages
-#: (comparison.md times its cells against each other, and asserts what it finds).
+#: core: the book's pages in a parallel build (_ext/parallel_pages.py) and the kernels of
+#: classgrade's local workers. TensorFlow's default, pools as large as the machine in every
+#: process, makes such kernels compete for the cores (numbers where each is set). Not set
+#: here: a reader's or a student's notebook keeps TensorFlow's default.
 TF_ONE_THREAD = {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
 
 from rnncourse.data import adding_problem, first_symbol

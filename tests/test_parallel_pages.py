@@ -29,6 +29,10 @@ def env_for(path: Path, mode: str = "cache"):
                                                                      execution_cache_path=str(path)))
 
 
+def app_for(srcdir: Path, parallel: int = 2):
+    return types.SimpleNamespace(srcdir=str(srcdir), parallel=parallel)
+
+
 def _use_cache(path, queue):
     try:
         cache = jupyter_cache.get_cache(path)
@@ -40,7 +44,7 @@ def _use_cache(path, queue):
 
 def test_the_database_exists_before_the_readers_fork_and_readers_starting_together_all_succeed(tmp_path):
     path = tmp_path / ".jupyter_cache"
-    parallel_pages.create_execution_cache(None, env_for(path), [])
+    parallel_pages.create_execution_cache(app_for(tmp_path), env_for(path), [])
     with sqlite3.connect(path / "global.db") as db:
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"nbcache", "nbproject", "settings"} <= tables
@@ -56,7 +60,7 @@ def test_the_database_exists_before_the_readers_fork_and_readers_starting_togeth
 
 def test_a_reader_waits_for_a_lock_held_longer_than_sqlites_default_five_seconds(tmp_path):
     path = tmp_path / ".jupyter_cache"
-    parallel_pages.create_execution_cache(None, env_for(path), [])
+    parallel_pages.create_execution_cache(app_for(tmp_path), env_for(path), [])
     held = threading.Event()
 
     def hold():
@@ -78,5 +82,111 @@ def test_a_reader_waits_for_a_lock_held_longer_than_sqlites_default_five_seconds
 
 def test_nothing_is_created_when_pages_are_not_executed_through_the_cache(tmp_path):
     path = tmp_path / ".jupyter_cache"
-    parallel_pages.create_execution_cache(None, env_for(path, mode="off"), [])
+    parallel_pages.create_execution_cache(app_for(tmp_path), env_for(path, mode="off"), [])
     assert not path.exists()
+
+
+def _configure(monkeypatch, tmp_path, jobs: str):
+    monkeypatch.setenv("BOOK_JOBS", jobs)
+    monkeypatch.delenv("RNNCOURSE_RUN_CACHE", raising=False)           # restored afterwards
+    monkeypatch.setattr(parallel_pages.sphinx.builders, "make_chunks",
+                        parallel_pages.sphinx.builders.make_chunks)   # restored afterwards
+    monkeypatch.setattr(parallel_pages.sphinx.builders, "ParallelTasks",
+                        parallel_pages.sphinx.builders.ParallelTasks)
+    monkeypatch.setattr(parallel_pages, "_ONE_THREAD_SET", set())
+    app = types.SimpleNamespace(parallel=1, srcdir=str(tmp_path), outdir=str(tmp_path / "html"),
+                                extensions={})
+    parallel_pages.read_in_parallel(app, types.SimpleNamespace(source_suffix={".md": "myst-nb"}))
+    return app
+
+
+def test_a_parallel_build_gives_each_kernel_one_tensorflow_thread_unless_the_author_chose(
+        monkeypatch, tmp_path):
+    for name in parallel_pages.TF_ONE_THREAD:
+        monkeypatch.delenv(name, raising=False)
+    app = _configure(monkeypatch, tmp_path, "2")
+    assert app.parallel == 2
+    assert {name: parallel_pages.os.environ.get(name) for name in parallel_pages.TF_ONE_THREAD} \
+        == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
+    _configure(monkeypatch, tmp_path, "2")
+    assert parallel_pages.os.environ["TF_NUM_INTRAOP_THREADS"] == "4"
+
+
+def test_the_pages_that_time_keras_keep_tensorflow_s_default_threads(monkeypatch, tmp_path):
+    for name in parallel_pages.TF_ONE_THREAD:
+        monkeypatch.delenv(name, raising=False)
+    app = _configure(monkeypatch, tmp_path, "2")
+    environ = parallel_pages.os.environ
+    (timing_page,) = parallel_pages.DEFAULT_THREAD_PAGES
+    parallel_pages.threads_for_page(app, timing_page, [""])
+    assert not any(name in environ for name in parallel_pages.TF_ONE_THREAD)
+    parallel_pages.threads_for_page(app, "chapters/lstm", [""])   # the next page in that process
+    assert environ["TF_NUM_INTRAOP_THREADS"] == environ["TF_NUM_INTEROP_THREADS"] == "1"
+
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
+    _configure(monkeypatch, tmp_path, "2")
+    parallel_pages.threads_for_page(app, timing_page, [""])
+    assert environ["TF_NUM_INTRAOP_THREADS"] == "4"
+
+
+def test_a_serial_build_leaves_tensorflow_its_default_threads(monkeypatch, tmp_path):
+    for name in parallel_pages.TF_ONE_THREAD:
+        monkeypatch.delenv(name, raising=False)
+    app = _configure(monkeypatch, tmp_path, "1")
+    assert app.parallel == 1
+    assert not any(name in parallel_pages.os.environ for name in parallel_pages.TF_ONE_THREAD)
+
+
+def _record(cache, uri: Path, seconds: float, code: str) -> None:
+    import nbformat
+    from jupyter_cache.base import CacheBundleIn
+
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    cache.cache_notebook_bundle(CacheBundleIn(notebook, str(uri), data={"execution_seconds": seconds}),
+                                check_validity=False)
+
+
+def test_pages_start_longest_first_by_the_cache_s_newest_record_else_by_the_expected_times(
+        monkeypatch, tmp_path):
+    path = tmp_path / ".jupyter_cache"
+    (tmp_path / "chapters").mkdir()
+    parallel_pages.create_execution_cache(app_for(tmp_path), env_for(path), [])
+    cache = jupyter_cache.get_cache(str(path))
+    page = tmp_path / "chapters" / "page.md"
+    _record(cache, page, 500.0, "1")        # an older version of the page was slow
+    _record(cache, page, 3.0, "2")          # its newest version is quick
+    _record(cache, tmp_path.parent / "elsewhere.md", 900.0, "3")   # not a page of this book
+    assert parallel_pages.recorded_seconds(cache, tmp_path) == {"chapters/page": 3.0}
+
+    make_chunks = parallel_pages.one_page_per_process(
+        {"chapters/a": 10, "chapters/b": 200, "chapters/page": 100, "chapters/page-2": 5})
+    assert make_chunks(["chapters/a", "chapters/page", "intro", "chapters/b"], 2) == \
+        [["chapters/b"], ["chapters/page"], ["chapters/a"], ["intro"]]
+
+    # what the build uses: the expected times, overridden by the cache's records
+    monkeypatch.setattr(parallel_pages.sphinx.builders, "make_chunks",
+                        parallel_pages.sphinx.builders.make_chunks)   # restored afterwards
+    parallel_pages.create_execution_cache(app_for(tmp_path), env_for(path), [])
+    chunks = parallel_pages.sphinx.builders.make_chunks(["chapters/page", "chapters/comparison"], 2)
+    assert chunks == [["chapters/comparison"], ["chapters/page"]]
+
+
+def _slow_identity(argument):
+    time.sleep(0.3)   # every task is added while the first one still runs
+    return argument
+
+
+def test_waiting_readers_start_in_the_order_they_were_added(tmp_path):
+    def run(tasks_class):
+        started = []
+        tasks = tasks_class(1)
+        for name in "abcd":
+            tasks.add_task(_slow_identity, name, lambda argument, result: started.append(result))
+        tasks.join()
+        return started
+
+    assert run(parallel_pages.InOrderParallelTasks) == list("abcd")
+    # Sphinx's own class starts the last one added first: why the extension replaces it
+    assert run(parallel_pages.sphinx.util.parallel.ParallelTasks) == list("adcb")
