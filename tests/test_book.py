@@ -75,3 +75,16 @@ def test_pages_were_read_and_executed_in_parallel(build):
     if int(os.environ.get("BOOK_JOBS") or cores or 1) < 2:
         pytest.skip("one core: the book builds serially")
     assert "[parallel_pages] executing pages in" in build.stdout
+
+
+def test_every_executed_page_s_kernel_came_from_the_zygote(build):
+    """_ext/page_kernels.py: a stub that gets no kernel from the zygote starts one itself and says
+    so on the build's stderr (the page still runs; only the time it takes would differ)."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "_ext"))
+    import page_kernels
+
+    if not page_kernels.enabled():
+        pytest.skip("no zygote here (BOOK_ZYGOTE=0, or not Linux)")
+    assert "no kernel from the zygote" not in build.stderr

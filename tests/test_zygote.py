@@ -26,7 +26,9 @@ pytestmark = [
 
 LOOK = """
 import json, os, sys
+preloaded = 'tensorflow' in sys.modules
 import numpy as np
+import tensorflow  # it adds to the environment
 status = dict(line.split(':', 1) for line in open('/proc/self/status').read().splitlines())
 import ctypes
 child = os.fork()  # can it make a user namespace of its own (where it would hold capabilities)?
@@ -44,8 +46,9 @@ print('LOOK ' + json.dumps({
     'tmp': tmp, 'home': home,
     'cwd': os.getcwd(), 'environ': {k: v for k, v in os.environ.items()},
     'initial_environ': open('/proc/self/environ', 'rb').read().decode(errors='replace'),
-    'random': np.random.rand(), 'tensorflow_loaded': 'tensorflow' in sys.modules,
+    'random': np.random.rand(), 'tensorflow_loaded': preloaded,
     'new_user_namespace': new_user_namespace,
+    'matplotlib_backend': __import__('matplotlib').get_backend(),
 }))
 """
 
@@ -119,6 +122,7 @@ def test_a_forked_kernel_gets_the_environment_an_execd_one_gets(kernels):
     forked, execd = kernels
     for seen in forked:
         assert seen["environ"] == execd["environ"]
+        assert seen["matplotlib_backend"] == execd["matplotlib_backend"]   # TensorFlow imported it early
         assert "RNNCOURSE" not in seen["initial_environ"] and "PYTEST" not in seen["initial_environ"]
 
 

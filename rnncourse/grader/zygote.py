@@ -37,13 +37,15 @@ import sys
 import threading
 import time
 
+from rnncourse.kernel_fork import is_ipykernel, run_ipykernel  # noqa: F401 (is_ipykernel: sandbox.py)
+
 SWITCH = "RNNCOURSE_ZYGOTE"  # "0": no zygote
 PRELOAD = ("numpy", "tensorflow", "keras", "ipykernel.kernelapp")
 READY_TIMEOUT, FORK_TIMEOUT = 180, 60  # seconds: its imports on a loaded machine; one fork
 NAMESPACES = ("ipc", "uts", "net", "cgroup", "pid", "mnt")  # after the user namespaces, mount last
 
 
-def _zygote_main(sandbox_main, preload, namespaces, stdout):
+def _zygote_main(sandbox_main, run_ipykernel, preload, namespaces, stdout):
     """The zygote (run by ``python -c``; standard library only until ``preload``). Its standard
     input and output are the pipes of its requests; ``stdout`` is the descriptor of the grading
     process's standard output, which the kernels get (as an exec'd kernel inherits it)."""
@@ -54,8 +56,12 @@ def _zygote_main(sandbox_main, preload, namespaces, stdout):
     import signal as _signal
     import sys as _sys
 
+    before = dict(_os.environ)
     for name in preload:
         __import__(name)
+    # what the imports put in the environment (TensorFlow: KMP_*, ...), as an exec'd kernel has it
+    # once it imports them
+    imported = {key: value for key, value in _os.environ.items() if before.get(key) != value}
     libc = ctypes.CDLL(None, use_errno=True)
     ns_get_parent = 0xB702  # ioctl _IO(0xb7, 0x2): the parent of a user namespace
     control_in, control_out = _sys.stdin.buffer, _sys.stdout.buffer
@@ -70,20 +76,11 @@ def _zygote_main(sandbox_main, preload, namespaces, stdout):
         _os.closerange(3, 1 << 16)  # the zygote's pipes, the helper's process handle
         _os.environ.clear()
         _os.environ.update(request["env"])
+        for key, value in imported.items():
+            _os.environ.setdefault(key, value)
         _os.chdir(request["cwd"])
 
-        def launch(command):
-            import runpy
-
-            numpy = _sys.modules.get("numpy")
-            if numpy is not None:
-                numpy.random.seed()  # each kernel its own global generator, as a new process would
-            _sys.argv = [command[2], *command[3:]]
-            _sys.path[0] = _os.getcwd()  # what `python -m` puts first
-            runpy.run_module(command[2], run_name="__main__", alter_sys=True)
-            _sys.exit(0)
-
-        sandbox_main([_json.dumps(request["options"]), *request["command"]], launch=launch)
+        sandbox_main([_json.dumps(request["options"]), *request["command"]], launch=run_ipykernel)
 
     def helper(request, report):
         target = request["pid"]
@@ -168,8 +165,9 @@ class Zygote:
             stdout = os.dup(sys.__stdout__.fileno())
         except (AttributeError, OSError, ValueError):  # no real standard output (io.UnsupportedOperation)
             stdout = os.open(os.devnull, os.O_WRONLY)
-        program = "\n".join([inspect.getsource(_sandbox_main), inspect.getsource(_zygote_main),
-                             f"_zygote_main(_sandbox_main, {PRELOAD!r}, {NAMESPACES!r}, {stdout})"])
+        program = "\n".join([inspect.getsource(_sandbox_main), inspect.getsource(run_ipykernel),
+                             inspect.getsource(_zygote_main),
+                             f"_zygote_main(_sandbox_main, run_ipykernel, {PRELOAD!r}, {NAMESPACES!r}, {stdout})"])
         self.env = dict(env)
         try:
             self.process = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE,
@@ -243,12 +241,6 @@ def fork_kernel(pid: int, env: dict[str, str], cwd: str, options: dict, command:
             zygote.close()
             _ZYGOTES.pop(key, None)
             raise
-
-
-def is_ipykernel(command: list[str]) -> bool:
-    """Whether ``command`` is ``<this python> -m ipykernel_launcher ...`` (what a zygote can run)."""
-    return (len(command) >= 3 and os.path.realpath(command[0]) == os.path.realpath(sys.executable)
-            and command[1:3] == ["-m", "ipykernel_launcher"])
 
 
 @atexit.register
