@@ -11,9 +11,10 @@ jupyter-cache's ``single_nb_execution``) starts a standard-library *stub* in the
 with the kernel's command line, environment and folder, exactly as jupyter_client starts a
 kernel. The stub sends all three to the zygote and receives the kernel's pidfd. It forwards
 every signal jupyter_client sends (interrupt, terminate) to the kernel, and ends when the kernel
-ends. The kernel (:func:`_kernel`) takes the stub's standard streams and starts a new session.
-It closes every descriptor of the zygote, takes the stub's environment and folder, and
-runs ``ipykernel_launcher`` as a new interpreter would (:func:`rnncourse.kernel_fork.run_ipykernel`,
+ends; when the process that started it ends, it kills the kernel (an exec'd ipykernel ends
+itself when its parent ends). The kernel (:func:`_kernel`) takes the stub's standard streams
+and starts a new session. It closes every descriptor of the zygote, takes the stub's
+environment and folder, and runs ``ipykernel_launcher`` as a new interpreter would (:func:`rnncourse.kernel_fork.run_ipykernel`,
 shared with the grading kernels). It kills itself when its stub is killed, so jupyter_client's
 ``kill`` still ends it. Each kernel reads its own TensorFlow thread settings, as TensorFlow reads
 them when a kernel first runs an operation, not when it is imported.
@@ -149,11 +150,13 @@ def _stub_main(path, signals):
     except OSError as error:
         os.write(2, f"page_kernels: no kernel from the zygote ({error}); starting one\n".encode())
         os.execv(command[0], command)
-    kernel = fds[0]
+    kernel, parent = fds[0], os.getppid()
     for name in signals:
         signal.signal(getattr(signal, name), lambda number, frame: signal.pidfd_send_signal(kernel, number))
-    while not select.select([kernel], [], [])[0]:
-        pass
+    while not select.select([kernel], [], [], 1.0)[0]:
+        if os.getppid() != parent:  # what started the kernel is gone: an exec'd ipykernel would end
+            signal.pidfd_send_signal(kernel, signal.SIGKILL)
+            break
     os._exit(0)
 
 

@@ -137,3 +137,34 @@ def test_the_build_uses_the_zygote_s_kernel_manager(zygote, monkeypatch):
         kwargs["kernel_manager_class"]))
     cache_mode.single_nb_execution(nbformat.v4.new_notebook(), cwd=None, timeout=10, allow_errors=False)
     assert managers == [page_kernels.ZygoteKernelManager]
+
+
+ORPHAN = """
+import sys
+sys.path.insert(0, {ext!r})
+import page_kernels
+from jupyter_core.utils import run_sync
+page_kernels._ZYGOTE["path"] = {path!r}
+manager = page_kernels.ZygoteKernelManager(kernel_name="python3")
+run_sync(manager.start_kernel)()
+client = manager.blocking_client()
+client.start_channels()
+client.wait_for_ready(timeout=120)
+client.execute_interactive("import os; print('PID', os.getpid())", timeout=60)
+import os
+os._exit(0)   # gone without shutting its kernel down (a reader that Sphinx terminated)
+"""
+
+
+def test_a_kernel_ends_when_the_process_that_started_it_ends(zygote, tmp_path):
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", ORPHAN.format(ext=str(Path(page_kernels.__file__).parent),
+                                                              path=page_kernels._ZYGOTE["path"])],
+                          capture_output=True, text=True, timeout=180, check=True)
+    kernel = int(done.stdout.split("PID", 1)[1].split()[0])
+    for _ in range(100):
+        if not os.path.exists(f"/proc/{kernel}"):
+            break
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{kernel}")
