@@ -45,8 +45,10 @@ def build(output: Path, jobs: int | None) -> tuple[float, dict[str, float]]:
     # -W makes every Sphinx warning an error, so the exit code says it all (stderr also holds
     # the kernels' own log lines, such as ipykernel's note on unencrypted TCP)
     if done.returncode != 0:
-        sys.exit(f"the build failed (exit {done.returncode}):\n{done.stdout[-3000:]}\n"
-                 f"{done.stderr[-3000:]}")
+        log = Path(tempfile.gettempdir()) / "book_build_failed.log"  # outlives the output folder
+        log.write_text(f"{done.stdout}\n--- stderr ---\n{done.stderr}")
+        sys.exit(f"the build failed (exit {done.returncode}; all of its output: {log}):\n"
+                 f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     pages = {Path(path).stem: float(s) for path, s in EXECUTED.findall(done.stdout)}
     return seconds, pages
 

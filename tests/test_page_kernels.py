@@ -168,3 +168,30 @@ def test_a_kernel_ends_when_the_process_that_started_it_ends(zygote, tmp_path):
             break
         time.sleep(0.1)
     assert not os.path.exists(f"/proc/{kernel}")
+
+
+def test_a_kernel_that_cannot_start_fails_alone_and_the_zygote_goes_on(zygote, tmp_path):
+    import select
+    import socket
+
+    request = {"stub": os.getpid(), "env": dict(os.environ), "cwd": str(tmp_path / "gone"),
+               "command": [sys.executable, "-m", "ipykernel_launcher", "-f", str(tmp_path / "k.json")]}
+    with open(os.devnull, "rb") as null, socket.socket(socket.AF_UNIX) as client:
+        client.connect(page_kernels._ZYGOTE["path"])
+        socket.send_fds(client, [json.dumps(request).encode() + b"\n"], [null.fileno()] * 3)
+        reply, fds, _, _ = socket.recv_fds(client, 4096, 1)
+    assert reply.startswith(b"ok") and len(fds) == 1
+    assert select.select([fds[0]], [], [], 60)[0], "the child that could not start did not end"
+    os.close(fds[0])
+    children = [int(p) for p in os.listdir("/proc") if p.isdigit() and _parent(int(p)) == zygote.pid]
+    assert children == []   # it ended: it did not go on serving the zygote's socket
+    seen, _ = run(LOOK, tmp_path, page_kernels.ZygoteKernelManager)
+    assert seen["ppid"] == zygote.pid
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return int(stat.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
