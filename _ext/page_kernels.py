@@ -39,7 +39,7 @@ from jupyter_client.manager import AsyncKernelManager
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from rnncourse.kernel_fork import is_ipykernel, run_ipykernel
+from rnncourse.kernel_fork import is_ipykernel, preload_modules, run_ipykernel, take_environment
 
 logger = logging.getLogger(__name__)
 SWITCH = "BOOK_ZYGOTE"  # "0": every page's kernel is exec'd
@@ -69,10 +69,7 @@ def _kernel(request, stub, streams, run_ipykernel):
         os.kill(os.getpid(), signal.SIGKILL)
 
     threading.Thread(target=end_with_the_stub, daemon=True).start()
-    os.environ.clear()
-    os.environ.update(request["env"])
-    for key, value in request["imported"].items():
-        os.environ.setdefault(key, value)
+    take_environment(request["env"], request["imported"])  # kernel_fork's, in this program
     os.chdir(request["cwd"])
     run_ipykernel(request["command"])
 
@@ -108,12 +105,7 @@ def _zygote_main(listening, preload, kernel, run_ipykernel):
                 message += more
             request = json.loads(message)
             if not loaded:
-                before = dict(os.environ)
-                for name in preload:
-                    __import__(name)
-                # what the imports put in the environment (TensorFlow: KMP_*, ...), as an exec'd
-                # kernel has it once it imports them
-                imported = {key: value for key, value in os.environ.items() if before.get(key) != value}
+                imported = preload_modules(preload)  # kernel_fork's, in this program
                 loaded = True
             request["imported"] = imported
             stub = os.pidfd_open(request["stub"])
@@ -205,7 +197,8 @@ def start_zygote(app: Sphinx, env: Any, docnames: list[str]) -> None:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
         server.bind(path)
         server.listen(64)
-        program = "\n".join([inspect.getsource(run_ipykernel), inspect.getsource(_kernel),
+        program = "\n".join([inspect.getsource(run_ipykernel), inspect.getsource(preload_modules),
+                             inspect.getsource(take_environment), inspect.getsource(_kernel),
                              inspect.getsource(_zygote_main),
                              f"_zygote_main({server.fileno()}, {PRELOAD!r}, _kernel, run_ipykernel)"])
         process = subprocess.Popen([sys.executable, "-c", program], stdin=subprocess.PIPE, cwd="/",

@@ -11,7 +11,7 @@ Which page starts first matters: with the longest page last, one core works alon
 end. Pages start longest first, by the seconds the execution cache last recorded for them
 (any earlier version of the page), else by :data:`EXPECTED_SECONDS` (a clean build's times),
 and in that order: Sphinx starts waiting readers last-added first, which put the pages in
-reverse alphabetical order, and the longest page, comparison.md, ran alone at the end.
+reverse alphabetical order, and gru.md, one of the longest, ran alone at the end.
 
 ``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
 In a parallel build each page's kernel runs TensorFlow on one thread, its reader's core

@@ -16,6 +16,29 @@ def is_ipykernel(command: list[str]) -> bool:
             and command[1:3] == ["-m", "ipykernel_launcher"])
 
 
+def preload_modules(names):
+    """In a zygote: import ``names``; return what the imports put in the environment
+    (TensorFlow: ``KMP_*``, ...), which :func:`take_environment` gives each kernel. Standard
+    library only."""
+    import os
+
+    before = dict(os.environ)
+    for name in names:
+        __import__(name)
+    return {key: value for key, value in os.environ.items() if before.get(key) != value}
+
+
+def take_environment(env, imported):
+    """In a forked kernel: the environment ``env`` of the kernel it replaces, with what the
+    zygote's imports added (as an exec'd kernel has it once it imports them)."""
+    import os
+
+    os.environ.clear()
+    os.environ.update(env)
+    for key, value in imported.items():
+        os.environ.setdefault(key, value)
+
+
 def run_ipykernel(command):
     """In a process forked from a zygote: start ``command`` (``python -m ipykernel_launcher ...``)
     in this interpreter, as it would start in a new one. Standard library only: the zygotes'

@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 
-from rnncourse.kernel_fork import is_ipykernel, run_ipykernel  # noqa: F401 (is_ipykernel: sandbox.py)
+from rnncourse.kernel_fork import is_ipykernel, preload_modules, run_ipykernel, take_environment  # noqa: F401 (is_ipykernel: sandbox.py)
 
 SWITCH = "RNNCOURSE_ZYGOTE"  # "0": no zygote
 PRELOAD = ("numpy", "tensorflow", "keras", "ipykernel.kernelapp")
@@ -56,12 +56,7 @@ def _zygote_main(sandbox_main, run_ipykernel, preload, namespaces, stdout):
     import signal as _signal
     import sys as _sys
 
-    before = dict(_os.environ)
-    for name in preload:
-        __import__(name)
-    # what the imports put in the environment (TensorFlow: KMP_*, ...), as an exec'd kernel has it
-    # once it imports them
-    imported = {key: value for key, value in _os.environ.items() if before.get(key) != value}
+    imported = preload_modules(preload)  # kernel_fork's, in this program
     libc = ctypes.CDLL(None, use_errno=True)
     ns_get_parent = 0xB702  # ioctl _IO(0xb7, 0x2): the parent of a user namespace
     control_in, control_out = _sys.stdin.buffer, _sys.stdout.buffer
@@ -74,10 +69,7 @@ def _zygote_main(sandbox_main, run_ipykernel, preload, namespaces, stdout):
         _os.dup2(_os.open("/dev/null", _os.O_RDONLY), 0)
         _os.dup2(stdout, 1)  # the grading process's stdout; stderr is its stderr already
         _os.closerange(3, 1 << 16)  # the zygote's pipes, the helper's process handle
-        _os.environ.clear()
-        _os.environ.update(request["env"])
-        for key, value in imported.items():
-            _os.environ.setdefault(key, value)
+        take_environment(request["env"], imported)
         _os.chdir(request["cwd"])
 
         sandbox_main([_json.dumps(request["options"]), *request["command"]], launch=run_ipykernel)
@@ -166,6 +158,7 @@ class Zygote:
         except (AttributeError, OSError, ValueError):  # no real standard output (io.UnsupportedOperation)
             stdout = os.open(os.devnull, os.O_WRONLY)
         program = "\n".join([inspect.getsource(_sandbox_main), inspect.getsource(run_ipykernel),
+                             inspect.getsource(preload_modules), inspect.getsource(take_environment),
                              inspect.getsource(_zygote_main),
                              f"_zygote_main(_sandbox_main, run_ipykernel, {PRELOAD!r}, {NAMESPACES!r}, {stdout})"])
         self.env = dict(env)
