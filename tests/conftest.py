@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from rnncourse import TF_ENV
 
 sys.path.insert(0, str(Path(__file__).parent))
+from newcomer import BackgroundVenv
 
 REPO = Path(__file__).resolve().parent.parent
 BOOK_TIMEOUT = 2400  # seconds for the whole build, from the start of the session
@@ -32,6 +34,7 @@ def _start_book_build() -> None:
     out, err = tempfile.TemporaryFile("w+"), tempfile.TemporaryFile("w+")  # noqa: SIM115
     _BOOK.update(out=out, err=err, args=[os.path.join(bin_dir, "jupyter-book"), "build", ".", "-n", "-W",
                                           "--keep-going"])
+    _BOOK["started"] = time.time()
     _BOOK["process"] = subprocess.Popen(_BOOK["args"], cwd=REPO, env=env, stdout=out, stderr=err, text=True,
                                         start_new_session=True)
 
@@ -48,6 +51,7 @@ def pytest_collection_modifyitems(session, config, items):
     readers = {module(item) for item in items if _uses_book(item)}
     if not readers:
         return
+    _BOOK["newcomer"] = any("newcomer" in getattr(item, "fixturenames", ()) for item in items)
     items[:] = ([i for i in items if module(i) not in readers] + [i for i in items if module(i) in readers])
     if not config.getoption("collectonly"):
         _start_book_build()
@@ -63,8 +67,28 @@ def pytest_unconfigure(config):
             _BOOK[key].close()
 
 
+def _start_newcomer_venv(tmp_path_factory) -> None:
+    """Begin the newcomer's venv (tests/newcomer.py) with the wheel the book just built, so
+    that the minute pip takes overlaps the book and browser tests instead of following them."""
+    wheels = sorted((REPO / "_build" / "html" / "packages").glob("rnncourse-*.whl"))
+    if _BOOK.get("newcomer") and "newcomer_venv" not in _BOOK and len(wheels) == 1:
+        _BOOK["newcomer_venv"] = BackgroundVenv(tmp_path_factory.mktemp("newcomer"), wheels[0])
+
+
 @pytest.fixture(scope="session")
-def built_book():
+def book_started(built_book) -> float:
+    """When (``time.time()``) the session's book build began."""
+    return _BOOK["started"]
+
+
+@pytest.fixture(scope="session")
+def newcomer_venv(built_book):
+    """The venv begun when the book was built, or ``None`` (test_outside then makes one)."""
+    return _BOOK.get("newcomer_venv")
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory):
     """`jupyter-book build . -n -W --keep-going`, as `make book` runs it (cached pages reused).
 
     Returns the finished process (``returncode``, ``stdout``, ``stderr``); the site is in
@@ -77,6 +101,8 @@ def built_book():
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
+    if process.returncode == 0:
+        _start_newcomer_venv(tmp_path_factory)
     outputs = []
     for handle in (_BOOK["out"], _BOOK["err"]):
         handle.seek(0)

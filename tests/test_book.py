@@ -88,3 +88,22 @@ def test_every_executed_page_s_kernel_came_from_the_zygote(build):
     if not page_kernels.enabled():
         pytest.skip("no zygote here (BOOK_ZYGOTE=0, or not Linux)")
     assert "no kernel from the zygote" not in build.stderr
+
+
+def test_no_seeded_run_was_trained_twice_by_this_build(build, book_started):
+    """rnncourse.runcache: pages that show the same seeded run share it. A run trained by this
+    build under two cache entries (say ``lag_sweep`` in one page and ``gradient_study``, which
+    trains exactly like it, in another) is the same run: the same held-out accuracy after
+    every epoch. Only runs trained by this build count: its cache may hold older code's."""
+    import pickle
+
+    fresh = [p for p in (REPO / "_build" / ".run_cache").glob("*.pkl") if p.stat().st_mtime >= book_started]
+    trained: dict[tuple, list[str]] = {}
+    for path in fresh:
+        with open(path, "rb") as handle:
+            result, _weights = pickle.load(handle)
+        run = getattr(result, "run", result)  # a GradientStudy holds its Run
+        same = (run.task, run.cell, run.lag, run.seed, run.units, run.params, run.val_accuracy_per_epoch)
+        trained.setdefault(same, []).append(path.name.split("-")[0])
+    twice = {k[:5]: names for k, names in trained.items() if len(names) > 1}
+    assert not twice, f"trained more than once (task, cell, lag, seed, units): {twice}"

@@ -23,7 +23,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 from urllib.parse import unquote, urljoin
 from urllib.request import urlopen
@@ -35,6 +34,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 import pytest
 from bookpages import serve
+from newcomer import make_venv
 
 from rnncourse import __version__, setupcell
 
@@ -266,33 +266,24 @@ def test_every_notebook_the_site_offers_begins_with_the_setup_cell(site):
         assert setupcell.notebook_course_version(nb) == __version__, path.relative_to(site)
 
 
-def clean_env(tmp: Path, venv: Path) -> dict[str, str]:
-    """A newcomer's environment: the venv first on PATH, nothing of the repository, and
-    Jupyter's own folders fresh (pip keeps its cache)."""
-    drop = {"PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME", "PYTHONSTARTUP"}
-    env = {k: v for k, v in os.environ.items() if k not in drop and not k.startswith("JUPYTER")}
-    path = [p for p in env.get("PATH", "").split(os.pathsep)
-            if p and not Path(p).resolve().is_relative_to(REPO)
-            and Path(p).resolve() != Path(sys.executable).parent.resolve()]
-    env["PATH"] = os.pathsep.join([str(venv / "bin"), *path])
-    for name, folder in (("JUPYTER_CONFIG_DIR", "jupyter-config"), ("JUPYTER_DATA_DIR", "jupyter-data"),
-                         ("IPYTHONDIR", "ipython")):
-        env[name] = str(tmp / folder)
-    return env
-
-
 @pytest.fixture(scope="module")
-def newcomer(tmp_path_factory, server):
+def newcomer(tmp_path_factory, server, newcomer_venv):
     """A fresh venv outside the repository with the wheel the set-up page links, and the
-    chapter and student notebooks as the pages link them."""
-    tmp = tmp_path_factory.mktemp("newcomer")
+    chapter and student notebooks as the pages link them. The venv is the one the session
+    began making when the book was built (tests/newcomer.py) if it holds this very wheel."""
+    wheel_links = links(f"{server}/chapters/setup.html", r"\.whl$")
+    assert len(set(wheel_links)) == 1, wheel_links
+    name, data = Path(wheel_links[0]).name, fetch(wheel_links[0])
+    made = newcomer_venv.for_wheel(name, data) if newcomer_venv is not None else None
+    when = "in the background, from when the book was built" if made else "now"
+    if made is None:
+        made = make_venv(tmp_path_factory.mktemp("newcomer"), _saved(tmp_path_factory, name, data))
+    tmp = made["tmp"]
     assert not tmp.resolve().is_relative_to(REPO)
     work = tmp / "work"
     work.mkdir()
-    wheel_links = links(f"{server}/chapters/setup.html", r"\.whl$")
-    assert len(set(wheel_links)) == 1, wheel_links
-    wheel = work / Path(wheel_links[0]).name
-    wheel.write_bytes(fetch(wheel_links[0]))
+    wheel = work / name
+    wheel.write_bytes(data)
 
     chapter_url = f"{server}/{CHAPTER}.html"
     own = links(chapter_url, r"_sources/.*\.ipynb$")
@@ -303,20 +294,19 @@ def newcomer(tmp_path_factory, server):
     assignment = Path(students[0]).stem
     (work / "student.ipynb").write_bytes(fetch(students[0]))
 
-    python = os.environ.get("COURSE_OUTSIDE_PYTHON", sys.executable)
-    venv = tmp / "venv"
-    subprocess.run([python, "-m", "venv", str(venv)], check=True, timeout=300)
-    env = clean_env(tmp, venv)
-    start = time.monotonic()
-    install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", f"{wheel}[lab]"],
-        check=False, cwd=work, env=env, capture_output=True, text=True, timeout=1800)
-    seconds = time.monotonic() - start
+    install = made["install"]
     assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
-    print(f"\nwheel {wheel.name}: {wheel.stat().st_size} bytes; "
-          f"pip install {wheel.name}[lab] into a fresh venv: {seconds:.0f} s")
-    return {"venv": venv, "env": env, "work": work, "wheel": wheel, "assignment": assignment,
-            "site_url": setupcell.site_url_from_config(REPO / "_config.yml")}
+    print(f"\nwheel {name}: {len(data)} bytes; pip install {name}[lab] into a fresh venv ({when}): "
+          f"{made['seconds']:.0f} s")
+    return {"venv": made["venv"], "env": made["env"], "work": work, "wheel": wheel,
+            "assignment": assignment, "site_url": setupcell.site_url_from_config(REPO / "_config.yml")}
+
+
+def _saved(tmp_path_factory, name: str, data: bytes) -> Path:
+    """The fetched wheel written to a folder of its own (pip installs it from there)."""
+    wheel = tmp_path_factory.mktemp("fetched-wheel") / name
+    wheel.write_bytes(data)
+    return wheel
 
 
 def in_venv(newcomer, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
