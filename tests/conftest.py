@@ -26,7 +26,7 @@ _BOOK: dict = {}
 
 
 def _start_book_build() -> None:
-    if _BOOK:
+    if "process" in _BOOK:
         return
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""), **TF_ENV}
