@@ -15,7 +15,8 @@ reverse alphabetical order, and gru.md, one of the longest, ran alone at the end
 
 ``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
 In a parallel build each page's kernel runs TensorFlow on one thread, its reader's core
-(except the pages of :data:`DEFAULT_THREAD_PAGES`).
+(except the pages of :data:`DEFAULT_THREAD_PAGES`). In every build each page's ``model.fit``
+feeds its model on one thread (:mod:`rnncourse.input_pipeline`: the same numbers, sooner).
 The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
 starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
 it once.
@@ -38,7 +39,7 @@ import sphinx.util.parallel
 from sphinx.application import Sphinx
 from sphinx.util import logging
 
-from rnncourse import TF_ONE_THREAD
+from rnncourse import TF_ONE_THREAD, input_pipeline
 
 logger = logging.getLogger(__name__)
 SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
@@ -154,6 +155,11 @@ def read_in_parallel(app: Sphinx, config: Any) -> None:
                 os.environ[name] = value
                 _ONE_THREAD_SET.add(name)
         logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
+    # Keras's input pipeline, a tf.data map on its own autotuned thread pool, left both cores
+    # 20-38 % idle with two runs at once; on one thread (seed_everything applies it when this is
+    # set) a GRU run took 6.0-6.2 s instead of 8.7-9.8 s beside another (6.2 s instead of 8.4 s
+    # alone), with the same weights. Every build, serial too; an author's own value is kept.
+    os.environ.setdefault(input_pipeline.ENV, "1")
     os.environ.setdefault("RNNCOURSE_RUN_CACHE", str(Path(app.outdir).parent / ".run_cache"))
 
 

@@ -21,6 +21,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "_ext"))
 import parallel_pages
 
+from rnncourse import input_pipeline
+
 jupyter_cache = pytest.importorskip("jupyter_cache")
 
 
@@ -89,6 +91,7 @@ def test_nothing_is_created_when_pages_are_not_executed_through_the_cache(tmp_pa
 def _configure(monkeypatch, tmp_path, jobs: str):
     monkeypatch.setenv("BOOK_JOBS", jobs)
     monkeypatch.delenv("RNNCOURSE_RUN_CACHE", raising=False)           # restored afterwards
+    monkeypatch.delenv(input_pipeline.ENV, raising=False)
     monkeypatch.setattr(parallel_pages.sphinx.builders, "make_chunks",
                         parallel_pages.sphinx.builders.make_chunks)   # restored afterwards
     monkeypatch.setattr(parallel_pages.sphinx.builders, "ParallelTasks",
@@ -137,6 +140,18 @@ def test_a_serial_build_leaves_tensorflow_its_default_threads(monkeypatch, tmp_p
     app = _configure(monkeypatch, tmp_path, "1")
     assert app.parallel == 1
     assert not any(name in parallel_pages.os.environ for name in parallel_pages.TF_ONE_THREAD)
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_every_build_asks_for_one_thread_input_pipelines_unless_the_author_chose(
+        monkeypatch, tmp_path, jobs):
+    app = _configure(monkeypatch, tmp_path, jobs)
+    assert parallel_pages.os.environ[input_pipeline.ENV] == "1"
+    assert input_pipeline.requested()
+
+    monkeypatch.setenv(input_pipeline.ENV, "0")                        # the author's own choice
+    parallel_pages.read_in_parallel(app, None)
+    assert not input_pipeline.requested()
 
 
 def _record(cache, uri: Path, seconds: float, code: str) -> None:
