@@ -15,7 +15,9 @@ reverse alphabetical order, and gru.md, one of the longest, ran alone at the end
 
 ``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
 In a parallel build each page's kernel runs TensorFlow on one thread, its reader's core
-(except the pages of :data:`DEFAULT_THREAD_PAGES`). In every build each page's ``model.fit``
+(comparison.md, which times Keras layers, too: with TensorFlow's default threads its timing
+cell took 39 s instead of 8-12 s beside another page, and its training runs 12-13 s instead
+of about 9 s; its timing checks held in every trial either way). In every build each page's ``model.fit``
 feeds its model on one thread (:mod:`rnncourse.input_pipeline`: the same numbers, sooner).
 The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
 starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
@@ -120,23 +122,6 @@ def declare_multitoc_numbering_parallel_safe(app: Sphinx) -> None:
         extension.parallel_read_safe = True
 
 
-#: Pages whose kernels keep TensorFlow's default threads in a parallel build: comparison.md
-#: times the three Keras layers against each other and checks the ratios it finds. With one
-#: thread per kernel its check "at equal units a gated cell's training step costs over twice the
-#: simple RNN's" failed once in CI; six runs here, two at once, found ratios from 2.4 to 4.8.
-DEFAULT_THREAD_PAGES = frozenset({"chapters/comparison"})
-_ONE_THREAD_SET: set[str] = set()  # the variables this extension set (an author's own are kept)
-
-
-def threads_for_page(app: Sphinx, docname: str, source: list[str]) -> None:
-    """Before a page executes (in its reader process): one TensorFlow thread, or the default."""
-    for name in _ONE_THREAD_SET:
-        if docname in DEFAULT_THREAD_PAGES:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = TF_ONE_THREAD[name]
-
-
 def read_in_parallel(app: Sphinx, config: Any) -> None:
     declare_multitoc_numbering_parallel_safe(app)
     n = jobs()
@@ -151,9 +136,7 @@ def read_in_parallel(app: Sphinx, config: Any) -> None:
         # CPU and 13.7-14.4 s with one thread, and trained the same weights. A value set in the
         # environment is kept.
         for name, value in TF_ONE_THREAD.items():
-            if name not in os.environ:
-                os.environ[name] = value
-                _ONE_THREAD_SET.add(name)
+            os.environ.setdefault(name, value)
         logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
     # Keras's input pipeline, a tf.data map on its own autotuned thread pool, left both cores
     # 20-38 % idle with two runs at once; on one thread (seed_everything applies it when this is
@@ -211,7 +194,6 @@ def write_in_parallel(app: Sphinx, env: Any) -> list[str]:
 
 def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("config-inited", read_in_parallel)
-    app.connect("source-read", threads_for_page)
     app.connect("env-before-read-docs", create_execution_cache)
     app.connect("env-updated", write_in_parallel)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

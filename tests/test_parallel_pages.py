@@ -96,7 +96,6 @@ def _configure(monkeypatch, tmp_path, jobs: str):
                         parallel_pages.sphinx.builders.make_chunks)   # restored afterwards
     monkeypatch.setattr(parallel_pages.sphinx.builders, "ParallelTasks",
                         parallel_pages.sphinx.builders.ParallelTasks)
-    monkeypatch.setattr(parallel_pages, "_ONE_THREAD_SET", set())
     app = types.SimpleNamespace(parallel=1, srcdir=str(tmp_path), outdir=str(tmp_path / "html"),
                                 extensions={})
     parallel_pages.read_in_parallel(app, types.SimpleNamespace(source_suffix={".md": "myst-nb"}))
@@ -115,23 +114,6 @@ def test_a_parallel_build_gives_each_kernel_one_tensorflow_thread_unless_the_aut
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
     _configure(monkeypatch, tmp_path, "2")
     assert parallel_pages.os.environ["TF_NUM_INTRAOP_THREADS"] == "4"
-
-
-def test_the_pages_that_time_keras_keep_tensorflow_s_default_threads(monkeypatch, tmp_path):
-    for name in parallel_pages.TF_ONE_THREAD:
-        monkeypatch.delenv(name, raising=False)
-    app = _configure(monkeypatch, tmp_path, "2")
-    environ = parallel_pages.os.environ
-    (timing_page,) = parallel_pages.DEFAULT_THREAD_PAGES
-    parallel_pages.threads_for_page(app, timing_page, [""])
-    assert not any(name in environ for name in parallel_pages.TF_ONE_THREAD)
-    parallel_pages.threads_for_page(app, "chapters/lstm", [""])   # the next page in that process
-    assert environ["TF_NUM_INTRAOP_THREADS"] == environ["TF_NUM_INTEROP_THREADS"] == "1"
-
-    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
-    _configure(monkeypatch, tmp_path, "2")
-    parallel_pages.threads_for_page(app, timing_page, [""])
-    assert environ["TF_NUM_INTRAOP_THREADS"] == "4"
 
 
 def test_a_serial_build_leaves_tensorflow_its_default_threads(monkeypatch, tmp_path):
