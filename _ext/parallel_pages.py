@@ -14,11 +14,12 @@ and in that order: Sphinx starts waiting readers last-added first, which put the
 reverse alphabetical order, and gru.md, one of the longest, ran alone at the end.
 
 ``BOOK_JOBS`` sets the number of processes (default: the number of cores; ``1``: serial).
-In a parallel build each page's kernel runs TensorFlow on one thread, its reader's core
-(comparison.md, which times Keras layers, too: with TensorFlow's default threads its timing
-cell took 39 s instead of 8-12 s beside another page, and its training runs 12-13 s instead
-of about 9 s; its timing checks held in every trial either way). In every build each page's ``model.fit``
-feeds its model on one thread (:mod:`rnncourse.input_pipeline`: the same numbers, sooner).
+In a parallel build each page's kernel runs TensorFlow and NumPy's BLAS (OpenBLAS) on one
+thread, its reader's core: with the libraries' default threads two pages' threads outnumber the
+cores, and OpenBLAS's workers spin while they wait (numbers where each is set). comparison.md,
+which times Keras layers, gets one thread too; its timing checks held in every trial. In every
+build each page's ``model.fit`` feeds its model on one thread
+(:mod:`rnncourse.input_pipeline`: the same numbers, sooner).
 The extension also turns on the run cache (:mod:`rnncourse.runcache`) for the kernels it
 starts, in ``_build/.run_cache``, so that pages showing the same seeded training run train
 it once.
@@ -44,6 +45,9 @@ from sphinx.util import logging
 from rnncourse import TF_ONE_THREAD, input_pipeline
 
 logger = logging.getLogger(__name__)
+#: One OpenBLAS thread (NumPy's and SciPy's BLAS read it when they load) for the kernels of a
+#: parallel build.
+BLAS_ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1"}
 SQLITE_WAIT = 300  # seconds a reader waits for the execution cache's lock (SQLite's default: 5)
 
 
@@ -135,7 +139,12 @@ def read_in_parallel(app: Sphinx, config: Any) -> None:
         # at once took 14.4-15.8 s of CPU and 15.4-21.6 s each with the default, 11.7-12.0 s of
         # CPU and 13.7-14.4 s with one thread, and trained the same weights. A value set in the
         # environment is kept.
-        for name, value in TF_ONE_THREAD.items():
+        # NumPy's OpenBLAS too: its worker threads spin while they wait for work, so two pages'
+        # NumPy calls kept four threads busy on two cores. Beside gru.md, comparison.md's timing
+        # cell took 32 s (38 s of CPU) with OpenBLAS's default threads and 6 s (12 s of CPU)
+        # with one. The zygote (_ext/page_kernels.py) imports NumPy, so this is set before it
+        # starts, for every page.
+        for name, value in {**TF_ONE_THREAD, **BLAS_ONE_THREAD}.items():
             os.environ.setdefault(name, value)
         logger.info(f"[parallel_pages] executing pages in {app.parallel} processes")
     # Keras's input pipeline, a tf.data map on its own autotuned thread pool, left both cores

@@ -102,26 +102,31 @@ def _configure(monkeypatch, tmp_path, jobs: str):
     return app
 
 
-def test_a_parallel_build_gives_each_kernel_one_tensorflow_thread_unless_the_author_chose(
+THREADS = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+def test_a_parallel_build_gives_each_kernel_one_thread_unless_the_author_chose(
         monkeypatch, tmp_path):
-    for name in parallel_pages.TF_ONE_THREAD:
+    for name in THREADS:
         monkeypatch.delenv(name, raising=False)
     app = _configure(monkeypatch, tmp_path, "2")
     assert app.parallel == 2
-    assert {name: parallel_pages.os.environ.get(name) for name in parallel_pages.TF_ONE_THREAD} \
-        == {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
+    assert {name: parallel_pages.os.environ.get(name) for name in THREADS} \
+        == dict.fromkeys(THREADS, "1")
 
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "4")                  # the author's own choice
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
     _configure(monkeypatch, tmp_path, "2")
     assert parallel_pages.os.environ["TF_NUM_INTRAOP_THREADS"] == "4"
+    assert parallel_pages.os.environ["OPENBLAS_NUM_THREADS"] == "2"
 
 
-def test_a_serial_build_leaves_tensorflow_its_default_threads(monkeypatch, tmp_path):
-    for name in parallel_pages.TF_ONE_THREAD:
+def test_a_serial_build_leaves_the_libraries_their_default_threads(monkeypatch, tmp_path):
+    for name in THREADS:
         monkeypatch.delenv(name, raising=False)
     app = _configure(monkeypatch, tmp_path, "1")
     assert app.parallel == 1
-    assert not any(name in parallel_pages.os.environ for name in parallel_pages.TF_ONE_THREAD)
+    assert not any(name in parallel_pages.os.environ for name in THREADS)
 
 
 @pytest.mark.parametrize("jobs", ["1", "2"])
