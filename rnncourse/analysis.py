@@ -24,7 +24,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from rnncourse import runcache
-from rnncourse.experiments import BUDGET, CELLS, Run, first_symbol_model, make_task
+from rnncourse.experiments import (
+    BUDGET,
+    CELLS,
+    Run,
+    compile_for_runs,
+    first_symbol_model,
+    make_task,
+    ready_model,
+)
 from rnncourse.seeding import seed_everything
 
 #: How pages and ``benchmarks/rnn_speed.py`` summarise repeated timings of one call. The
@@ -251,11 +259,9 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
 
 def _compiled_model(cell, lag, units, n_symbols, learning_rate, global_clipnorm, layer_kwargs,
                     weights=None):
-    import keras
 
     model = first_symbol_model(cell, lag, units, n_symbols, task="marked_symbol", **layer_kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=global_clipnorm),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    compile_for_runs(model, learning_rate, global_clipnorm)
     if weights is not None:
         model.set_weights(weights)
     return model
@@ -272,9 +278,13 @@ def _study(*, cell, lag, seed, units, n_symbols, n_train, n_val, epochs, batch_s
     x_val, y_val = make_task(task, n_val, lag, n_symbols, seed=10_000 + seed)
     x_probe, y_probe = x_val[:n_probe], y_val[:n_probe]
     marker = x_probe[:, :, -1].argmax(axis=1)
-    model = _compiled_model(cell, lag, units, n_symbols, learning_rate, global_clipnorm,
-                            layer_kwargs)
-    gradient = input_gradient_function(model)          # compiled once, reads the live weights
+    model = ready_model(cell, lag, units, n_symbols, task=task, learning_rate=learning_rate,
+                        global_clipnorm=global_clipnorm, layer_kwargs=layer_kwargs)
+    # compiled once per model, and it reads the live weights: a model that ready_model hands
+    # out again keeps its function
+    gradient = getattr(model, "_rnncourse_input_gradient", None)
+    if gradient is None:
+        gradient = model._rnncourse_input_gradient = input_gradient_function(model)
     probes = [_probe(model, x_probe, y_probe, marker, gradient)]
 
     class Probe(keras.callbacks.Callback):

@@ -25,6 +25,7 @@ at lag 50 (seeds 0-3); an LSTM reaches accuracy 1.0 at lag 50 (seeds 0-3) and a 
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 
@@ -118,6 +119,54 @@ def first_symbol_model(cell: str, lag: int, units: int = BUDGET["units"], n_symb
     return keras.Model(inputs, outputs)
 
 
+def compile_for_runs(model, learning_rate: float, global_clipnorm: float | None) -> None:
+    """Compile ``model`` as every run of this module trains: Adam with ``global_clipnorm``,
+    cross-entropy on the symbol's index, accuracy."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=global_clipnorm),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+
+
+#: Compiled models that later runs in this process reuse (see :func:`ready_model`): for each
+#: key, the model and its optimizer's state before its first step.
+_COMPILED: dict[str, tuple] = {}
+
+
+def ready_model(cell: str, lag: int, units: int, n_symbols: int, *, task: str,
+                learning_rate: float, global_clipnorm: float | None, layer_kwargs: dict):
+    """A model compiled by :func:`compile_for_runs`, with the initial weights a new model gets at this point of the
+    random streams and a new optimizer's state, ready for ``fit``.
+
+    Keras traces a model's training and evaluation steps on its first ``fit``, about 1 s of a
+    run's 10 on a CPU core. When an earlier run in this process compiled a model with the
+    same graph (the same arguments), that model is returned instead, with the new model's
+    weights and its optimizer reset, so its traced steps are reused. A new model is still
+    built, so the random streams advance exactly as without the reuse, and training gives
+    the same numbers to the last bit (``tests/test_experiments.py``). Arguments that cannot
+    be keyed (a plain function as ``activation``) get a new model every time.
+    """
+    model = first_symbol_model(cell, lag, units, n_symbols, task=task, **layer_kwargs)
+    try:
+        key = json.dumps(runcache._canonical(
+            {"cell": cell, "lag": lag, "units": units, "n_symbols": n_symbols, "task": task,
+             "learning_rate": learning_rate, "global_clipnorm": global_clipnorm,
+             "layer_kwargs": layer_kwargs}), sort_keys=True)
+    except TypeError:
+        key = None
+    if key in _COMPILED:
+        kept, optimizer_state = _COMPILED[key]
+        kept.set_weights(model.get_weights())
+        for variable, value in zip(kept.optimizer.variables, optimizer_state):
+            variable.assign(value)
+        return kept
+    compile_for_runs(model, learning_rate, global_clipnorm)
+    if key is not None:
+        model.optimizer.build(model.trainable_variables)
+        _COMPILED[key] = (model, [variable.numpy() for variable in model.optimizer.variables])
+    return model
+
+
 def train_first_symbol(
     cell: str, lag: int, *, seed: int = 0, task: str = "marked_symbol",
     units: int = BUDGET["units"], n_symbols: int = 4, n_train: int = BUDGET["n_train"],
@@ -157,14 +206,11 @@ def train_first_symbol(
 def _train(*, cell, lag, seed, task, units, n_symbols, n_train, n_val, epochs, batch_size,
            learning_rate, global_clipnorm, layer_kwargs):
     """Train as :func:`train_first_symbol` says; return the ``Run`` and the trained weights."""
-    import keras
-
     seed_everything(seed)
     x, y = make_task(task, n_train, lag, n_symbols, seed=seed)
     x_val, y_val = make_task(task, n_val, lag, n_symbols, seed=10_000 + seed)
-    model = first_symbol_model(cell, lag, units, n_symbols, task=task, **layer_kwargs)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, global_clipnorm=global_clipnorm),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model = ready_model(cell, lag, units, n_symbols, task=task, learning_rate=learning_rate,
+                        global_clipnorm=global_clipnorm, layer_kwargs=layer_kwargs)
     start = time.perf_counter()
     history = model.fit(x, y, validation_data=(x_val, y_val), epochs=epochs,
                         batch_size=batch_size, verbose=0)

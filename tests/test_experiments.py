@@ -144,3 +144,68 @@ def test_the_sweep_can_keep_its_trained_models():
     x, y = make_task("marked_symbol", 16, 2, seed=10_000 + 1)
     accuracy = float(np.mean(kept[("GRU", 2, 1)].predict(x, verbose=0).argmax(axis=-1) == y))
     assert accuracy == pytest.approx(runs[1].accuracy)
+
+
+# --- compiled models reused across runs -----------------------------------------------------
+def _runs_and_weights(reuse: bool, monkeypatch):
+    """A mixed sequence of small runs and studies, as a page makes them: GRU, LSTM, GRU again
+    (its compiled model reused when ``reuse``), an LSTM with other layer arguments (another
+    model), and the gradient study of the first GRU's architecture."""
+    from rnncourse import analysis, experiments, runcache
+
+    monkeypatch.delenv(runcache.ENV, raising=False)               # every run here is trained
+    experiments._COMPILED.clear()
+    small = {"units": 6, "n_train": 300, "n_val": 100, "epochs": 3}
+    results = []
+    for cell, seed, kwargs in [("GRU", 0, {}), ("LSTM", 0, {}), ("GRU", 1, {}),
+                               ("LSTM", 1, {"unit_forget_bias": False}), ("GRU", 2, {})]:
+        if not reuse:
+            experiments._COMPILED.clear()
+        run, model = train_first_symbol(cell, 9, seed=seed, return_model=True, **small, **kwargs)
+        results.append((run.val_accuracy_per_epoch, model.get_weights()))
+    if not reuse:
+        experiments._COMPILED.clear()
+    study = analysis.gradient_study("GRU", 9, seed=3, n_probe=32, **small)
+    results.append(((study.run.val_accuracy_per_epoch, study.marked, study.distractor), []))
+    return results, len(experiments._COMPILED)
+
+
+def test_reused_compiled_models_train_to_the_same_numbers_to_the_last_bit(monkeypatch):
+    fresh, _ = _runs_and_weights(False, monkeypatch)
+    reused, n_models = _runs_and_weights(True, monkeypatch)
+    assert n_models == 3             # GRU, LSTM, LSTM without the forget bias: 6 runs, 3 models
+    for (fresh_numbers, fresh_weights), (reused_numbers, reused_weights) in zip(fresh, reused):
+        assert reused_numbers == fresh_numbers
+        assert len(reused_weights) == len(fresh_weights)
+        for a, b in zip(reused_weights, fresh_weights):
+            np.testing.assert_array_equal(a, b)
+    assert len({numbers for numbers, _ in fresh[:3]}) == 3       # the runs differ from each other
+
+
+def test_a_reused_model_starts_from_this_run_s_weights_and_a_new_optimizer():
+    from rnncourse import experiments
+
+    experiments._COMPILED.clear()
+    arguments = {"task": "marked_symbol", "learning_rate": 0.01, "global_clipnorm": 1.0,
+                 "layer_kwargs": {}}
+    rnncourse.seed_everything(0)
+    first = experiments.ready_model("GRU", 5, 4, 3, **arguments)
+    first.fit(*make_task("marked_symbol", 64, 5, 3, seed=0), epochs=1, verbose=0)
+    assert int(first.optimizer.iterations.numpy()) > 0
+    rnncourse.seed_everything(1)
+    expected = first_symbol_model("GRU", 5, 4, 3).get_weights()
+    rnncourse.seed_everything(1)
+    again = experiments.ready_model("GRU", 5, 4, 3, **arguments)
+    assert again is first                                            # the traced model, reused
+    for a, b in zip(again.get_weights(), expected):
+        np.testing.assert_array_equal(a, b)
+    assert int(again.optimizer.iterations.numpy()) == 0
+    slots = [v for v in again.optimizer.variables if v.path.endswith(("momentum", "velocity"))]
+    assert len(slots) == 2 * len(again.trainable_variables)
+    assert not any(np.any(v.numpy()) for v in slots)
+    other = experiments.ready_model("GRU", 5, 4, 3, **{**arguments, "learning_rate": 0.02})
+    assert other is not first                                        # another optimizer: its own
+    unkeyed = experiments.ready_model("GRU", 5, 4, 3, **{**arguments,
+                                                         "layer_kwargs": {"activation": np.tanh}})
+    assert experiments.ready_model("GRU", 5, 4, 3, **{
+        **arguments, "layer_kwargs": {"activation": np.tanh}}) is not unkeyed
