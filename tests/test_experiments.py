@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import rnncourse  # noqa: F401  (quiets TensorFlow before anything imports it)
+import rnncourse  # first: quiets TensorFlow before anything imports it
 from rnncourse.experiments import (
     BUDGET,
     CELLS,
