@@ -259,7 +259,6 @@ def gradient_study(cell: str, lag: int, *, seed: int = 0, units: int = BUDGET["u
 
 def _compiled_model(cell, lag, units, n_symbols, learning_rate, global_clipnorm, layer_kwargs,
                     weights=None):
-
     model = first_symbol_model(cell, lag, units, n_symbols, task="marked_symbol", **layer_kwargs)
     compile_for_runs(model, learning_rate, global_clipnorm)
     if weights is not None:

@@ -135,8 +135,8 @@ _COMPILED: dict[str, tuple] = {}
 
 def ready_model(cell: str, lag: int, units: int, n_symbols: int, *, task: str,
                 learning_rate: float, global_clipnorm: float | None, layer_kwargs: dict):
-    """A model compiled by :func:`compile_for_runs`, with the initial weights a new model gets at this point of the
-    random streams and a new optimizer's state, ready for ``fit``.
+    """A model compiled by :func:`compile_for_runs`, ready for ``fit``: the initial weights a
+    new model gets at this point of the random streams, and a new optimizer's state.
 
     Keras traces a model's training and evaluation steps on its first ``fit``, about 1 s of a
     run's 10 on a CPU core. When an earlier run in this process compiled a model with the
