@@ -10,6 +10,11 @@ cached rebuild then deletes the HTML and doctrees but keeps the caches (what an 
 after editing prose). For each clean build it prints the wall time beside the sum of the
 pages' own execution times (myst-nb's "Executed notebook in N seconds"), and their ratio:
 above 1 means pages ran at the same time. It asserts nothing: speed is measured, not tested.
+
+The machine's own speed varies (a shared host: the same training run took 8.9 s one hour and
+11.7 s the next), so the build's times are printed beside a reference measured in the same run,
+before and after: one seeded LSTM(32) training run of the book (lag 50, 5 epochs) on one
+TensorFlow thread, as a page's kernel trains it in a parallel build.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnncourse import TF_ENV
+from rnncourse import TF_ENV, TF_ONE_THREAD
 
 REPO = Path(__file__).resolve().parent.parent
 EXECUTED = re.compile(r"^(\S+): Executed notebook in ([0-9.]+) seconds", re.MULTILINE)
@@ -53,6 +58,27 @@ def build(output: Path, jobs: int | None) -> tuple[float, dict[str, float]]:
     return seconds, pages
 
 
+REFERENCE = """
+import time
+import rnncourse
+import keras
+from rnncourse.experiments import train_first_symbol
+start = time.perf_counter()
+train_first_symbol("LSTM", 50, seed=0, epochs=5)
+print(time.perf_counter() - start)
+"""
+
+
+def reference_seconds() -> float:
+    """Seconds of :data:`REFERENCE` in a new interpreter (imports not counted; no run cache)."""
+    env = {**os.environ, **TF_ENV, **TF_ONE_THREAD, "OPENBLAS_NUM_THREADS": "1",
+           "RNNCOURSE_ONE_THREAD_INPUT": "1"}
+    env.pop("RNNCOURSE_RUN_CACHE", None)
+    done = subprocess.run([sys.executable, "-c", REFERENCE], cwd=REPO, env=env,
+                          capture_output=True, text=True, check=True)
+    return float(done.stdout.split()[-1])
+
+
 def report(label: str, seconds: float, pages: dict[str, float]) -> None:
     total = sum(pages.values())
     print(f"{label}: {seconds:6.1f} s wall; {len(pages)} pages executed, "
@@ -67,6 +93,8 @@ def main() -> None:
                         help="also build clean with BOOK_JOBS=1 (the baseline: one page at a time)")
     args = parser.parse_args()
     print(f"{os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} at the start")
+    before = reference_seconds()
+    print(f"reference (an LSTM(32) run, lag 50, 5 epochs, one thread): {before:.2f} s")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "book"
         clean, pages = build(out, None)
@@ -81,6 +109,9 @@ def main() -> None:
             report("clean build, BOOK_JOBS=1", serial, serial_pages)
             print(f"parallel / serial clean build: {clean / serial:.2f} "
                   f"({serial / clean:.2f}x faster)")
+    after = reference_seconds()
+    print(f"reference again: {after:.2f} s; clean build / reference (mean of both): "
+          f"{clean / ((before + after) / 2):.0f}")
     print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
